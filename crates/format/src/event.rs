@@ -1,0 +1,337 @@
+//! The audit event model and its validation from JSON.
+//!
+//! Field set and types follow `schemas/audit_event.avsc`. JSON input is strict: unknown
+//! fields, wrong types, missing required fields, malformed UUIDs, timestamps or IPs are all
+//! errors that name the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// A stream: a source id (file source) or Kafka topic, and a partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    pub source: String,
+    pub partition: i32,
+}
+
+impl StreamId {
+    /// Validates the source id against Kafka's topic-name rules (`[A-Za-z0-9._-]{1,249}`, not
+    /// `.` or `..`) so every stream name is also a safe object-name component.
+    pub fn new(source: impl Into<String>, partition: i32) -> Result<Self, EventError> {
+        let source = source.into();
+        let valid_chars = source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        if source.is_empty() || source.len() > 249 || !valid_chars || source == "." || source == ".."
+        {
+            return Err(EventError::InvalidStream(format!(
+                "source id {source:?} is not valid: use 1 to 249 characters from [A-Za-z0-9._-] (Kafka topic rules)"
+            )));
+        }
+        if partition < 0 {
+            return Err(EventError::InvalidStream(format!(
+                "partition {partition} is negative"
+            )));
+        }
+        Ok(StreamId { source, partition })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.source, self.partition)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "success" => Outcome::Success,
+            "denied" => Outcome::Denied,
+            "error" => Outcome::Error,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    Public,
+    Internal,
+    Confidential,
+    Pii,
+}
+
+impl Sensitivity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sensitivity::Public => "public",
+            Sensitivity::Internal => "internal",
+            Sensitivity::Confidential => "confidential",
+            Sensitivity::Pii => "pii",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "public" => Sensitivity::Public,
+            "internal" => Sensitivity::Internal,
+            "confidential" => Sensitivity::Confidential,
+            "pii" => Sensitivity::Pii,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// One validated audit event. `occurred_at_us` is microseconds since the Unix epoch, UTC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub event_id: String,
+    pub occurred_at_us: i64,
+    pub tenant: String,
+    pub actor: Actor,
+    pub action: String,
+    pub resource: Resource,
+    pub outcome: Outcome,
+    pub source: String,
+    pub sensitivity: Sensitivity,
+    /// Keys are unique and iterate in byte order.
+    pub details: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    event_id: String,
+    occurred_at: String,
+    tenant: String,
+    actor: Actor,
+    action: String,
+    resource: Resource,
+    outcome: Outcome,
+    source: String,
+    sensitivity: Sensitivity,
+    #[serde(default)]
+    details: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    /// The input is not a JSON object of the schema's shape; `field` is the JSON path.
+    #[error("field `{field}`: {message}")]
+    Field { field: String, message: String },
+    /// The input is not JSON at all.
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("{0}")]
+    InvalidStream(String),
+}
+
+fn field_err(field: &str, message: impl Into<String>) -> EventError {
+    EventError::Field {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl AuditEvent {
+    /// Parses and validates one JSON object (one line of a JSONL file).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawEvent = match serde_path_to_error::deserialize(de) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    return Err(EventError::Json(inner.to_string()));
+                }
+                let msg = strip_position(&inner.to_string());
+                // serde reports a missing field at the enclosing object: name the field itself.
+                let field = match named_field(&msg) {
+                    Some(f) if msg.starts_with("missing field") && path == "." => f,
+                    Some(f) if msg.starts_with("missing field") => format!("{path}.{f}"),
+                    _ => path,
+                };
+                return Err(EventError::Field { field, message: msg });
+            }
+        };
+        raw.validate()
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn named_field(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let end = start + msg[start..].find('`')?;
+    Some(msg[start..end].to_string())
+}
+
+fn non_empty(field: &str, v: &str) -> Result<(), EventError> {
+    if v.is_empty() {
+        Err(field_err(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses an RFC 3339 timestamp into microseconds since the epoch, UTC. Sub-microsecond
+/// digits are rejected rather than silently truncated.
+pub fn parse_rfc3339_micros(s: &str) -> Result<i64, String> {
+    let dt = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp ({e})"))?;
+    if dt.timestamp_subsec_nanos() % 1000 != 0 {
+        return Err(format!(
+            "{s:?} has sub-microsecond precision; cairn stores microseconds"
+        ));
+    }
+    Ok(dt.timestamp_micros())
+}
+
+/// Formats microseconds since the epoch as RFC 3339 UTC with exactly six fractional digits.
+pub fn format_micros(us: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(us) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => format!("invalid-timestamp({us})"),
+    }
+}
+
+impl RawEvent {
+    fn validate(self) -> Result<AuditEvent, EventError> {
+        uuid::Uuid::try_parse(&self.event_id)
+            .map_err(|_| field_err("event_id", format!("{:?} is not a UUID", self.event_id)))?;
+        let occurred_at_us =
+            parse_rfc3339_micros(&self.occurred_at).map_err(|m| field_err("occurred_at", m))?;
+        non_empty("tenant", &self.tenant)?;
+        non_empty("actor.id", &self.actor.id)?;
+        non_empty("actor.type", &self.actor.kind)?;
+        if let Some(ip) = &self.actor.ip {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| field_err("actor.ip", format!("{ip:?} is not an IP address")))?;
+        }
+        non_empty("action", &self.action)?;
+        non_empty("resource.type", &self.resource.kind)?;
+        non_empty("resource.id", &self.resource.id)?;
+        non_empty("source", &self.source)?;
+        Ok(AuditEvent {
+            event_id: self.event_id,
+            occurred_at_us,
+            tenant: self.tenant,
+            actor: self.actor,
+            action: self.action,
+            resource: self.resource,
+            outcome: self.outcome,
+            source: self.source,
+            sensitivity: self.sensitivity,
+            details: self.details,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"event_id":"0b9f7a5e-6c1d-4e2a-9f3b-1a2b3c4d5e6f","occurred_at":"2026-11-26T10:00:00.123456+01:00","tenant":"acme","actor":{"id":"u1","type":"user","ip":"10.0.0.1"},"action":"invoice.read","resource":{"type":"invoice","id":"inv-1"},"outcome":"success","source":"billing","sensitivity":"pii","details":{"b":"2","a":"1"}}"#;
+
+    fn err(json: &str) -> EventError {
+        AuditEvent::from_json(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn parses_a_valid_event_into_utc_micros() {
+        let e = AuditEvent::from_json(GOOD.as_bytes()).unwrap();
+        assert_eq!(format_micros(e.occurred_at_us), "2026-11-26T09:00:00.123456Z");
+        assert_eq!(e.actor.ip.as_deref(), Some("10.0.0.1"));
+        let keys: Vec<_> = e.details.unwrap().into_keys().collect();
+        assert_eq!(keys, ["a", "b"]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing = GOOD.replace(r#""tenant":"acme","#, "");
+        assert_eq!(
+            err(&missing),
+            EventError::Field {
+                field: "tenant".into(),
+                message: "missing field `tenant`".into()
+            }
+        );
+        let unknown = GOOD.replace(r#""tenant":"acme","#, r#""tenant":"acme","extra":1,"#);
+        assert!(matches!(err(&unknown), EventError::Field { field, .. } if field == "extra"));
+        let nested_missing = GOOD.replace(r#""type":"user","#, "");
+        assert!(
+            matches!(err(&nested_missing), EventError::Field { field, .. } if field == "actor.type")
+        );
+        let wrong_type = GOOD.replace(r#""action":"invoice.read""#, r#""action":5"#);
+        assert!(matches!(err(&wrong_type), EventError::Field { field, .. } if field == "action"));
+        let bad_enum = GOOD.replace(r#""outcome":"success""#, r#""outcome":"maybe""#);
+        assert!(matches!(err(&bad_enum), EventError::Field { field, .. } if field == "outcome"));
+        let bad_uuid = GOOD.replace("0b9f7a5e-", "zz");
+        assert!(matches!(err(&bad_uuid), EventError::Field { field, .. } if field == "event_id"));
+        let bad_ts = GOOD.replace("2026-11-26T10", "2026-13-26T10");
+        assert!(matches!(err(&bad_ts), EventError::Field { field, .. } if field == "occurred_at"));
+        let bad_ip = GOOD.replace("10.0.0.1", "ten");
+        assert!(matches!(err(&bad_ip), EventError::Field { field, .. } if field == "actor.ip"));
+        let bad_detail = GOOD.replace(r#""a":"1""#, r#""a":1"#);
+        assert!(matches!(err(&bad_detail), EventError::Field { field, .. } if field == "details.a"));
+        assert!(matches!(err("{not json"), EventError::Json(_)));
+        assert!(matches!(err(""), EventError::Json(_)));
+    }
+
+    #[test]
+    fn sub_microsecond_timestamps_are_rejected_not_truncated() {
+        let e = err(&GOOD.replace(".123456+01:00", ".1234567+01:00"));
+        assert!(matches!(e, EventError::Field { field, .. } if field == "occurred_at"));
+    }
+
+    #[test]
+    fn stream_ids_follow_kafka_topic_rules() {
+        assert!(StreamId::new("billing.v1-x_y", 0).is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(250)] {
+            assert!(StreamId::new(bad, 0).is_err(), "{bad:?}");
+        }
+        assert!(StreamId::new("ok", -1).is_err());
+    }
+}

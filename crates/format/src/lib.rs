@@ -1,0 +1,35 @@
+//! cairn's sealed-segment format, as specified in `docs/FORMAT.md`.
+//!
+//! This crate owns every byte an auditor must be able to recompute: the event model and its
+//! validation ([`event`]), the canonical leaf encoding ([`leaf`]), RFC 6962 Merkle hashing
+//! ([`merkle`]), manifests and their signatures ([`manifest`], [`keys`]), the Parquet segment
+//! encoding ([`segment`]) and object names ([`names`]).
+//!
+//! It is pure: no I/O beyond what callers hand it (byte slices, readers), no async, no
+//! network, no storage. It must never depend on the store, sealer, verify or query crates;
+//! they all depend on it. A change to anything here that alters bytes is a format change and
+//! needs a new format version.
+
+pub mod event;
+pub mod keys;
+pub mod leaf;
+pub mod manifest;
+pub mod merkle;
+pub mod names;
+pub mod segment;
+
+pub use event::{AuditEvent, EventError, StreamId};
+pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
+pub use manifest::{Manifest, ManifestError, SignedManifest};
+
+/// The Avro schema every event is validated against, exactly as shipped in `schemas/`.
+pub const AVRO_SCHEMA: &str = include_str!("../../../schemas/audit_event.avsc");
+
+/// SHA-256 of [`AVRO_SCHEMA`]'s bytes, lowercase hex; recorded in every manifest.
+pub fn schema_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(AVRO_SCHEMA.as_bytes()))
+}
+
+/// Format tag carried in every manifest; bumped when any sealed byte changes meaning.
+pub const FORMAT_VERSION: &str = "cairn.segment.v1";
