@@ -1,1 +1,389 @@
-//! placeholder
+//! The sealer: turns an ordered stream of offsets (valid events, rejected input, offsets the
+//! source never delivered) into sealed segments.
+//!
+//! A [`StreamSealer`] owns one stream. It resumes from the newest manifest in the store (never
+//! from anything a source says), cuts a segment by event count, input bytes or age, writes the
+//! Parquet file and then the signed manifest that chains to the previous one. The manifest is
+//! the commit point: a caller may acknowledge input (commit Kafka offsets, report success) only
+//! for offsets covered by a returned [`SealedSegment`].
+//!
+//! Invariants: every offset of a sealed range is either an event in the Parquet file or listed
+//! as rejected/absent in the manifest; the sealer never overwrites an object (it only uses
+//! `Store::create`); names are deterministic, so after a crash between the Parquet write and
+//! the manifest the same range is sealed again under the same names. Depends on format and
+//! store only; never on ingest, query or verify.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_format::event::{AuditEvent, StreamId, format_micros};
+use cairn_format::manifest::{GENESIS, ParquetRef, StreamRef};
+use cairn_format::names::{ObjectKind, object_name, parse_object_name, stream_dir};
+use cairn_format::segment::{SegmentBuilder, SegmentError, encode_parquet};
+use cairn_format::{Manifest, SignedManifest, SigningKey};
+use cairn_store::{Store, StoreError};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("encoding segment: {0}")]
+    Segment(#[from] SegmentError),
+    #[error("event at offset {offset}: {message}")]
+    Event { offset: i64, message: String },
+    #[error(
+        "offset {got} out of order for stream {stream}: expected {expected} (offsets must be pushed in order without gaps)"
+    )]
+    OffsetOrder {
+        stream: String,
+        expected: i64,
+        got: i64,
+    },
+    #[error(
+        "cannot resume stream {stream}: newest manifest {object} {message}; run `cairn verify` on this store"
+    )]
+    ChainHead {
+        stream: String,
+        object: String,
+        message: String,
+    },
+}
+
+/// When to cut a segment. A segment is cut as soon as any limit is reached.
+#[derive(Clone, Debug)]
+pub struct SegmentLimits {
+    pub max_events: u64,
+    /// Input bytes (raw message/line sizes) per segment.
+    pub max_bytes: u64,
+    /// Seal a non-empty segment once its first offset is this old (checked by `tick`).
+    pub max_age: Option<Duration>,
+}
+
+impl Default for SegmentLimits {
+    fn default() -> Self {
+        SegmentLimits {
+            max_events: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// What a seal wrote.
+#[derive(Clone, Debug)]
+pub struct SealedSegment {
+    pub manifest: SignedManifest,
+    pub parquet_object: String,
+    pub manifest_object: String,
+    /// The Parquet object was already there with identical bytes (recovery after a crash).
+    pub parquet_reused: bool,
+}
+
+struct Pending {
+    first: i64,
+    last: i64,
+    builder: SegmentBuilder,
+    rejected: Vec<[i64; 2]>,
+    input_bytes: u64,
+    opened: Instant,
+}
+
+pub struct StreamSealer<'a> {
+    store: &'a Store,
+    key: SigningKey,
+    stream: StreamId,
+    limits: SegmentLimits,
+    next_seq: u64,
+    prev_hash: [u8; 32],
+    /// The next offset this stream expects; `None` until the first offset of a new stream.
+    next_offset: Option<i64>,
+    /// Last offset of a Parquet object left without a manifest by a crash: the segment
+    /// starting at `next_offset` must end exactly there to reuse its name.
+    forced_last: Option<i64>,
+    pending: Option<Pending>,
+}
+
+impl<'a> StreamSealer<'a> {
+    /// Opens `stream` in `store`, resuming after its newest manifest.
+    pub async fn open(
+        store: &'a Store,
+        key: SigningKey,
+        stream: StreamId,
+        limits: SegmentLimits,
+    ) -> Result<Self, SealError> {
+        let listing = store.list(&format!("{}/", stream_dir(&stream))).await?;
+        let names: Vec<_> = listing
+            .iter()
+            .filter_map(|o| parse_object_name(&o.name).map(|n| (o.name.clone(), n)))
+            .filter(|(_, n)| n.stream == stream)
+            .collect();
+        let newest = names
+            .iter()
+            .filter(|(_, n)| n.kind == ObjectKind::Manifest)
+            .max_by_key(|(_, n)| (n.last, n.first));
+        let mut sealer = StreamSealer {
+            store,
+            key,
+            stream: stream.clone(),
+            limits,
+            next_seq: 0,
+            prev_hash: GENESIS,
+            next_offset: None,
+            forced_last: None,
+            pending: None,
+        };
+        if let Some((object, n)) = newest {
+            let head_err = |message: String| SealError::ChainHead {
+                stream: stream.to_string(),
+                object: object.clone(),
+                message,
+            };
+            let bytes = store.get(object, None).await?;
+            let sm = SignedManifest::parse(&bytes).map_err(|e| head_err(e.to_string()))?;
+            if sm.check_signature(&[sealer.key.public()])
+                != cairn_format::manifest::SignatureCheck::Valid
+            {
+                return Err(head_err(
+                    "is not signed by this signing key".to_string(),
+                ));
+            }
+            let m = &sm.manifest;
+            if m.stream.id != stream.source
+                || m.stream.partition != stream.partition
+                || m.first_offset != n.first
+                || m.last_offset != n.last
+            {
+                return Err(head_err("does not describe the range its name says".into()));
+            }
+            sealer.next_seq = m.seq + 1;
+            sealer.prev_hash = sm.chain_hash();
+            sealer.next_offset = Some(m.last_offset + 1);
+        }
+        // A Parquet object without a manifest at the resume point: a crash between the two
+        // writes. Seal exactly that range again so the names (and bytes) match.
+        let sealed: std::collections::HashSet<(i64, i64)> = names
+            .iter()
+            .filter(|(_, n)| n.kind == ObjectKind::Manifest)
+            .map(|(_, n)| (n.first, n.last))
+            .collect();
+        let orphan = names
+            .iter()
+            .filter(|(_, n)| n.kind == ObjectKind::Parquet && !sealed.contains(&(n.first, n.last)))
+            .filter(|(_, n)| sealer.next_offset.is_none_or(|next| n.first == next))
+            .min_by_key(|(_, n)| (n.first, n.last));
+        if let Some((_, n)) = orphan {
+            sealer.next_offset = Some(n.first);
+            sealer.forced_last = Some(n.last);
+        }
+        Ok(sealer)
+    }
+
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    /// The next offset this stream expects (`None` for a stream with nothing sealed yet).
+    /// Input before it is already sealed and must be skipped.
+    pub fn resume_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    fn begin(&mut self, offset: i64) -> Result<&mut Pending, SealError> {
+        if let Some(expected) = self.next_offset
+            && expected != offset
+        {
+            return Err(SealError::OffsetOrder {
+                stream: self.stream.to_string(),
+                expected,
+                got: offset,
+            });
+        }
+        let pending = self.pending.get_or_insert_with(|| Pending {
+            first: offset,
+            last: offset,
+            builder: SegmentBuilder::new(self.stream.clone()),
+            rejected: Vec::new(),
+            input_bytes: 0,
+            opened: Instant::now(),
+        });
+        pending.last = offset;
+        self.next_offset = Some(offset + 1);
+        Ok(pending)
+    }
+
+    /// Adds a valid event at `offset` (`input_len` raw bytes). Returns a segment if this
+    /// offset completed one.
+    pub async fn push_event(
+        &mut self,
+        offset: i64,
+        event: &AuditEvent,
+        input_len: usize,
+    ) -> Result<Option<SealedSegment>, SealError> {
+        let p = self.begin(offset)?;
+        p.builder
+            .push(offset, event)
+            .map_err(|e| SealError::Event {
+                offset,
+                message: e.to_string(),
+            })?;
+        p.input_bytes += input_len as u64;
+        self.after_push(offset).await
+    }
+
+    /// Records that the input at `offset` was rejected (it is kept elsewhere: a rejects file,
+    /// a dead-letter topic); the manifest lists it so continuity stays exact.
+    pub async fn push_rejected(
+        &mut self,
+        offset: i64,
+        input_len: usize,
+    ) -> Result<Option<SealedSegment>, SealError> {
+        let p = self.begin(offset)?;
+        match p.rejected.last_mut() {
+            Some(r) if r[1] + 1 == offset => r[1] = offset,
+            _ => p.rejected.push([offset, offset]),
+        }
+        p.input_bytes += input_len as u64;
+        self.after_push(offset).await
+    }
+
+    async fn after_push(&mut self, offset: i64) -> Result<Option<SealedSegment>, SealError> {
+        let p = self.pending.as_ref().expect("pending after push");
+        let cut = match self.forced_last {
+            Some(last) => offset >= last,
+            None => {
+                p.builder.len() >= self.limits.max_events
+                    || p.input_bytes >= self.limits.max_bytes
+            }
+        };
+        if cut { self.flush().await } else { Ok(None) }
+    }
+
+    /// Seals the open segment if it is older than `max_age`. Call periodically.
+    pub async fn tick(&mut self) -> Result<Option<SealedSegment>, SealError> {
+        match (&self.pending, self.limits.max_age) {
+            (Some(p), Some(age)) if self.forced_last.is_none() && p.opened.elapsed() >= age => {
+                self.flush().await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Seals whatever is open (end of input, shutdown).
+    pub async fn flush(&mut self) -> Result<Option<SealedSegment>, SealError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(None);
+        };
+        let (batch, stats) = p.builder.finish()?;
+        let parquet = tokio::task::block_in_place(|| encode_parquet(&batch))?;
+        let sha = hex::encode(Sha256::digest(&parquet));
+        let size = parquet.len() as u64;
+        let parquet_object = object_name(&self.stream, p.first, p.last, ObjectKind::Parquet);
+        let manifest_object = object_name(&self.stream, p.first, p.last, ObjectKind::Manifest);
+        let created = self
+            .store
+            .create(&parquet_object, Bytes::from(parquet))
+            .await?;
+        let manifest = Manifest {
+            format: cairn_format::FORMAT_VERSION.to_string(),
+            stream: StreamRef {
+                id: self.stream.source.clone(),
+                partition: self.stream.partition,
+            },
+            seq: self.next_seq,
+            first_offset: p.first,
+            last_offset: p.last,
+            event_count: stats.event_count,
+            rejected: p.rejected,
+            absent: Vec::new(),
+            min_occurred_at: stats.min_occurred_at_us.map(format_micros),
+            max_occurred_at: stats.max_occurred_at_us.map(format_micros),
+            tenants: stats.tenants,
+            merkle_root: hex::encode(stats.merkle_root),
+            parquet: ParquetRef {
+                object: parquet_object.clone(),
+                sha256: sha,
+                size,
+                version_id: created.version_id.clone(),
+            },
+            prev_manifest_sha256: hex::encode(self.prev_hash),
+            schema_sha256: cairn_format::schema_fingerprint(),
+            key_id: String::new(),
+            sealed_at: format_micros(chrono::Utc::now().timestamp_micros()),
+        };
+        let signed = SignedManifest::sign(manifest, &self.key);
+        self.store
+            .create(&manifest_object, Bytes::from(signed.to_bytes()))
+            .await?;
+        self.next_seq += 1;
+        self.prev_hash = signed.chain_hash();
+        self.forced_last = None;
+        Ok(Some(SealedSegment {
+            manifest: signed,
+            parquet_object,
+            manifest_object,
+            parquet_reused: created.already_existed,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::StoreOptions;
+
+    fn event(i: i64) -> AuditEvent {
+        let json = format!(
+            r#"{{"event_id":"00000000-0000-4000-8000-{i:012}","occurred_at":"2026-11-26T00:00:00Z","tenant":"t{}","actor":{{"id":"u","type":"user"}},"action":"read","resource":{{"type":"doc","id":"d"}},"outcome":"success","source":"app","sensitivity":"internal"}}"#,
+            i % 3
+        );
+        AuditEvent::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn cuts_chains_and_resumes_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
+            .await
+            .unwrap();
+        let key = SigningKey::from_seed([1; 32]);
+        let stream = StreamId::new("app", 0).unwrap();
+        let limits = SegmentLimits {
+            max_events: 4,
+            ..Default::default()
+        };
+        let mut s = StreamSealer::open(&store, key.clone(), stream.clone(), limits.clone())
+            .await
+            .unwrap();
+        assert_eq!(s.resume_offset(), None);
+        let mut sealed = Vec::new();
+        for off in 1..=10 {
+            let r = if off == 3 {
+                s.push_rejected(off, 10).await.unwrap()
+            } else {
+                s.push_event(off, &event(off), 10).await.unwrap()
+            };
+            sealed.extend(r);
+        }
+        assert!(matches!(
+            s.push_event(12, &event(12), 1).await,
+            Err(SealError::OffsetOrder { expected: 11, .. })
+        ));
+        sealed.extend(s.flush().await.unwrap());
+        let ranges: Vec<_> = sealed
+            .iter()
+            .map(|x| (x.manifest.manifest.first_offset, x.manifest.manifest.last_offset))
+            .collect();
+        assert_eq!(ranges, [(1, 5), (6, 9), (10, 10)]);
+        assert_eq!(sealed[0].manifest.manifest.rejected, vec![[3, 3]]);
+        assert_eq!(sealed[0].manifest.manifest.event_count, 4);
+        assert_eq!(
+            sealed[1].manifest.manifest.prev_manifest_sha256,
+            hex::encode(sealed[0].manifest.chain_hash())
+        );
+        let s2 = StreamSealer::open(&store, key, stream, limits).await.unwrap();
+        assert_eq!(s2.resume_offset(), Some(11));
+        assert_eq!(s2.next_seq, 3);
+        assert_eq!(s2.prev_hash, sealed[2].manifest.chain_hash());
+    }
+}
