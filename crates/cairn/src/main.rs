@@ -1,1 +1,176 @@
-fn main() {}
+//! The `cairn` command: one binary, one subcommand per capability.
+//!
+//! This crate wires the library crates to the command line (arguments, files, progress,
+//! exit codes). It holds no format, storage or verification logic of its own.
+
+mod seal;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cairn_format::{PublicKey, SigningKey};
+use cairn_store::{Store, StoreOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Tamper-evident audit-log sealing: signed, hash-chained Parquet segments on write-once storage.",
+    long_about = "Tamper-evident audit-log sealing.\n\nEvents are sealed into per-stream segments: Parquet files whose events are leaves of an RFC 6962 Merkle tree, each with an Ed25519-signed manifest chained to the previous one, written once to a local write-once directory or to S3 with Object Lock. `cairn verify` rechecks everything offline. The format is specified in docs/FORMAT.md.\n\nStores: a directory path, or s3://bucket[/prefix] with endpoint, region and credentials from the AWS_* environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP local server)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an Ed25519 signing key pair: DIR/signing.key (secret, mode 0600) and DIR/signing.pub.
+    Keygen {
+        /// Directory to write the key pair into (created if missing; existing keys are never overwritten).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Seal a JSONL file of audit events into a store.
+    ///
+    /// Each line is one event (schemas/audit_event.avsc; JSON field names as in the schema,
+    /// occurred_at as RFC 3339). The line number is the event's offset in the stream
+    /// (SOURCE_ID, partition). Lines that fail validation are not sealed: they are written to
+    /// the rejects file with the reason and listed as rejected in their segment's manifest.
+    /// Sealing resumes after the newest manifest already in the store, so re-running on the
+    /// same (or a grown) file seals only new lines.
+    Seal(seal::SealArgs),
+    /// Verify every segment, signature, chain and offset range in a store.
+    ///
+    /// Exit status: 0 intact, 1 integrity failure found, 2 usage or I/O error (verification incomplete).
+    Verify {
+        /// Store to verify: a directory or s3://bucket[/prefix].
+        #[arg(long, value_name = "URL")]
+        store: String,
+        /// Trusted public key file (from `cairn keygen`); repeat for several keys (rotation).
+        #[arg(long = "pubkey", value_name = "FILE", required = true)]
+        pubkeys: Vec<PathBuf>,
+        /// Print the report as JSON on stdout instead of a human summary.
+        #[arg(long)]
+        json: bool,
+        /// Segments verified concurrently (default: 2 × CPUs).
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(run(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Keygen { out } => {
+            let key = SigningKey::generate()?;
+            cairn_format::keys::write_keypair(&out, &key)?;
+            println!(
+                "wrote {} (secret, 0600) and {} (key id {})",
+                out.join("signing.key").display(),
+                out.join("signing.pub").display(),
+                key.key_id()
+            );
+            Ok(0)
+        }
+        Command::Seal(args) => seal::run(args).await,
+        Command::Verify {
+            store,
+            pubkeys,
+            json,
+            concurrency,
+        } => verify(&store, &pubkeys, json, concurrency).await,
+    }
+}
+
+async fn verify(
+    url: &str,
+    pubkeys: &[PathBuf],
+    json: bool,
+    concurrency: Option<usize>,
+) -> anyhow::Result<u8> {
+    let keys = pubkeys
+        .iter()
+        .map(|p| PublicKey::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = StoreOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let store = Store::open(url, &opts)
+        .await
+        .with_context(|| format!("opening store {url}"))?;
+    let tty = std::io::stderr().is_terminal() && !json;
+    let progress = |done: u64, total: u64| {
+        eprint!("\rverifying segment {done}/{total}");
+    };
+    let mut vopts = cairn_verify::VerifyOptions::default();
+    if let Some(n) = concurrency {
+        vopts.concurrency = n;
+    }
+    if tty {
+        vopts.progress = Some(&progress);
+    }
+    let report = cairn_verify::verify_store(&store, &keys, &vopts).await?;
+    if tty {
+        eprintln!();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(report.exit_code() as u8)
+}
+
+fn print_report(r: &cairn_verify::Report) {
+    println!("store: {}", r.store);
+    for s in &r.streams {
+        let range = match (s.first_offset, s.last_offset) {
+            (Some(a), Some(b)) => format!("offsets {a}..={b}"),
+            _ => "no offsets".into(),
+        };
+        println!(
+            "  stream {}: {} segments, {range}, {} events, {} rejected, {} absent",
+            s.stream, s.segments, s.events, s.rejected_offsets, s.absent_offsets
+        );
+    }
+    for f in &r.findings {
+        println!(
+            "  {} {:?}: {} — {}",
+            f.severity.to_uppercase(),
+            f.kind,
+            f.object,
+            f.message
+        );
+    }
+    let verdict = match r.exit_code() {
+        0 => "INTACT",
+        1 => "INTEGRITY FAILURE",
+        _ => "INCOMPLETE (some objects could not be read)",
+    };
+    let errors = r.findings.iter().filter(|f| !f.kind.is_warning()).count();
+    let warnings = r.findings.len() - errors;
+    println!(
+        "{verdict}: {} segments, {} events, {} Parquet bytes checked; {errors} errors, {warnings} warnings",
+        r.segments_checked, r.events_checked, r.parquet_bytes_checked
+    );
+}

@@ -24,7 +24,11 @@ impl StreamId {
         let valid_chars = source
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-        if source.is_empty() || source.len() > 249 || !valid_chars || source == "." || source == ".."
+        if source.is_empty()
+            || source.len() > 249
+            || !valid_chars
+            || source == "."
+            || source == ".."
         {
             return Err(EventError::InvalidStream(format!(
                 "source id {source:?} is not valid: use 1 to 249 characters from [A-Za-z0-9._-] (Kafka topic rules)"
@@ -188,7 +192,10 @@ impl AuditEvent {
                     Some(f) if msg.starts_with("missing field") => format!("{path}.{f}"),
                     _ => path,
                 };
-                return Err(EventError::Field { field, message: msg });
+                return Err(EventError::Field {
+                    field,
+                    message: msg,
+                });
             }
         };
         raw.validate()
@@ -282,7 +289,10 @@ mod tests {
     #[test]
     fn parses_a_valid_event_into_utc_micros() {
         let e = AuditEvent::from_json(GOOD.as_bytes()).unwrap();
-        assert_eq!(format_micros(e.occurred_at_us), "2026-11-26T09:00:00.123456Z");
+        assert_eq!(
+            format_micros(e.occurred_at_us),
+            "2026-11-26T09:00:00.123456Z"
+        );
         assert_eq!(e.actor.ip.as_deref(), Some("10.0.0.1"));
         let keys: Vec<_> = e.details.unwrap().into_keys().collect();
         assert_eq!(keys, ["a", "b"]);
@@ -315,7 +325,9 @@ mod tests {
         let bad_ip = GOOD.replace("10.0.0.1", "ten");
         assert!(matches!(err(&bad_ip), EventError::Field { field, .. } if field == "actor.ip"));
         let bad_detail = GOOD.replace(r#""a":"1""#, r#""a":1"#);
-        assert!(matches!(err(&bad_detail), EventError::Field { field, .. } if field == "details.a"));
+        assert!(
+            matches!(err(&bad_detail), EventError::Field { field, .. } if field == "details.a")
+        );
         assert!(matches!(err("{not json"), EventError::Json(_)));
         assert!(matches!(err(""), EventError::Json(_)));
     }

@@ -25,13 +25,17 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} is not a cairn {kind} key: expected one line `{tag}<64 hex digits>` (create one with `cairn keygen`)")]
+    #[error(
+        "{path} is not a cairn {kind} key: expected one line `{tag}<64 hex digits>` (create one with `cairn keygen`)"
+    )]
     Malformed {
         path: String,
         kind: &'static str,
         tag: &'static str,
     },
-    #[error("{0} already exists; refusing to overwrite a key (move it away or choose another --out)")]
+    #[error(
+        "{0} already exists; refusing to overwrite a key (move it away or choose another --out)"
+    )]
     Exists(String),
     #[error("no randomness available: {0}")]
     Random(String),
@@ -119,7 +123,9 @@ impl fmt::Debug for SigningKey {
 
 impl PublicKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Option<Self> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok().map(PublicKey)
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .ok()
+            .map(PublicKey)
     }
 
     pub fn to_bytes(&self) -> [u8; 32] {
@@ -220,15 +226,24 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("signing.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("signing.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(matches!(write_keypair(dir.path(), &key), Err(KeyError::Exists(_))));
+        assert!(matches!(
+            write_keypair(dir.path(), &key),
+            Err(KeyError::Exists(_))
+        ));
     }
 
     #[test]
     fn malformed_key_files_are_named() {
         let e = PublicKey::parse("cairn-ed25519-secret:00", "k.pub").unwrap_err();
-        assert!(e.to_string().contains("k.pub is not a cairn public key"), "{e}");
+        assert!(
+            e.to_string().contains("k.pub is not a cairn public key"),
+            "{e}"
+        );
     }
 }

@@ -91,7 +91,8 @@ pub fn encode_leaf(f: &LeafFields<'_>, out: &mut Vec<u8>) -> Result<(), LeafErro
         None => out.push(0),
         Some(entries) => {
             out.push(1);
-            let count = u32::try_from(entries.len()).map_err(|_| LeafError::TooLong(entries.len()))?;
+            let count =
+                u32::try_from(entries.len()).map_err(|_| LeafError::TooLong(entries.len()))?;
             out.extend_from_slice(&count.to_be_bytes());
             let mut prev: Option<&str> = None;
             for (k, v) in entries {

@@ -248,7 +248,10 @@ pub(crate) mod tests {
         let bytes = sm.to_bytes();
         let parsed = SignedManifest::parse(&bytes).unwrap();
         assert_eq!(parsed, sm);
-        assert_eq!(parsed.check_signature(&[key.public()]), SignatureCheck::Valid);
+        assert_eq!(
+            parsed.check_signature(&[key.public()]),
+            SignatureCheck::Valid
+        );
         let other = SigningKey::from_seed([4; 32]).public();
         assert_eq!(parsed.check_signature(&[other]), SignatureCheck::UnknownKey);
     }
@@ -260,7 +263,10 @@ pub(crate) mod tests {
         let text = String::from_utf8(bytes).unwrap();
         let forged = text.replace("\"event_count\":2", "\"event_count\":3");
         let parsed = SignedManifest::parse(forged.as_bytes()).unwrap();
-        assert_eq!(parsed.check_signature(&[key.public()]), SignatureCheck::Invalid);
+        assert_eq!(
+            parsed.check_signature(&[key.public()]),
+            SignatureCheck::Invalid
+        );
     }
 
     #[test]

@@ -33,7 +33,11 @@ pub fn stream_dir(stream: &StreamId) -> String {
 }
 
 pub fn object_name(stream: &StreamId, first: i64, last: i64, kind: ObjectKind) -> String {
-    format!("{}/{first:020}-{last:020}.{}", stream_dir(stream), kind.ext())
+    format!(
+        "{}/{first:020}-{last:020}.{}",
+        stream_dir(stream),
+        kind.ext()
+    )
 }
 
 /// A parsed object name.
@@ -99,7 +103,10 @@ mod tests {
         );
         assert!(a < b);
         let p = parse_object_name(&a).unwrap();
-        assert_eq!((p.stream, p.first, p.last, p.kind), (s, 9, 10, ObjectKind::Manifest));
+        assert_eq!(
+            (p.stream, p.first, p.last, p.kind),
+            (s, 9, 10, ObjectKind::Manifest)
+        );
         for bad in [
             "v1/streams/billing/02/00000000000000000009-00000000000000000010.manifest",
             "v1/streams/billing/2/9-10.manifest",

@@ -219,8 +219,14 @@ impl SegmentBuilder {
         if !self.tenants.contains(&e.tenant) {
             self.tenants.insert(e.tenant.clone());
         }
-        self.min_ts = Some(self.min_ts.map_or(e.occurred_at_us, |m| m.min(e.occurred_at_us)));
-        self.max_ts = Some(self.max_ts.map_or(e.occurred_at_us, |m| m.max(e.occurred_at_us)));
+        self.min_ts = Some(
+            self.min_ts
+                .map_or(e.occurred_at_us, |m| m.min(e.occurred_at_us)),
+        );
+        self.max_ts = Some(
+            self.max_ts
+                .map_or(e.occurred_at_us, |m| m.max(e.occurred_at_us)),
+        );
         self.first_offset.get_or_insert(offset);
         self.last_offset = Some(offset);
         Ok(())
@@ -337,11 +343,28 @@ pub fn scan_segment<E>(
             resource.column(1).as_string::<i32>(),
         );
         let map = batch.column(12).as_map();
-        let (keys, values) = (map.keys().as_string::<i32>(), map.values().as_string::<i32>());
+        let (keys, values) = (
+            map.keys().as_string::<i32>(),
+            map.values().as_string::<i32>(),
+        );
         let map_offsets = map.value_offsets();
         let required: [&dyn Array; 16] = [
-            stream_id, partition, offset, event_id, occurred, tenant, actor, actor_id,
-            actor_type, action, resource, res_type, res_id, outcome, source, sensitivity,
+            stream_id,
+            partition,
+            offset,
+            event_id,
+            occurred,
+            tenant,
+            actor,
+            actor_id,
+            actor_type,
+            action,
+            resource,
+            res_type,
+            res_id,
+            outcome,
+            source,
+            sensitivity,
         ];
         if let Some(a) = required.iter().find(|a| a.null_count() > 0) {
             return Err(SegmentError::Row {
@@ -406,7 +429,11 @@ mod tests {
         let json = format!(
             r#"{{"event_id":"00000000-0000-4000-8000-{i:012}","occurred_at":"2026-11-26T00:00:{:02}Z","tenant":"{tenant}","actor":{{"id":"u{i}","type":"user"}},"action":"read","resource":{{"type":"doc","id":"d{i}"}},"outcome":"success","source":"app","sensitivity":"internal"{}}}"#,
             i % 60,
-            if i % 2 == 0 { r#","details":{"z":"1","a":"2"}"# } else { "" }
+            if i.is_multiple_of(2) {
+                r#","details":{"z":"1","a":"2"}"#
+            } else {
+                ""
+            }
         );
         AuditEvent::from_json(json.as_bytes()).unwrap()
     }

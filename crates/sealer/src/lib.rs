@@ -144,9 +144,7 @@ impl<'a> StreamSealer<'a> {
             if sm.check_signature(&[sealer.key.public()])
                 != cairn_format::manifest::SignatureCheck::Valid
             {
-                return Err(head_err(
-                    "is not signed by this signing key".to_string(),
-                ));
+                return Err(head_err("is not signed by this signing key".to_string()));
             }
             let m = &sm.manifest;
             if m.stream.id != stream.source
@@ -252,8 +250,7 @@ impl<'a> StreamSealer<'a> {
         let cut = match self.forced_last {
             Some(last) => offset >= last,
             None => {
-                p.builder.len() >= self.limits.max_events
-                    || p.input_bytes >= self.limits.max_bytes
+                p.builder.len() >= self.limits.max_events || p.input_bytes >= self.limits.max_bytes
             }
         };
         if cut { self.flush().await } else { Ok(None) }
@@ -372,7 +369,12 @@ mod tests {
         sealed.extend(s.flush().await.unwrap());
         let ranges: Vec<_> = sealed
             .iter()
-            .map(|x| (x.manifest.manifest.first_offset, x.manifest.manifest.last_offset))
+            .map(|x| {
+                (
+                    x.manifest.manifest.first_offset,
+                    x.manifest.manifest.last_offset,
+                )
+            })
             .collect();
         assert_eq!(ranges, [(1, 5), (6, 9), (10, 10)]);
         assert_eq!(sealed[0].manifest.manifest.rejected, vec![[3, 3]]);
@@ -381,7 +383,9 @@ mod tests {
             sealed[1].manifest.manifest.prev_manifest_sha256,
             hex::encode(sealed[0].manifest.chain_hash())
         );
-        let s2 = StreamSealer::open(&store, key, stream, limits).await.unwrap();
+        let s2 = StreamSealer::open(&store, key, stream, limits)
+            .await
+            .unwrap();
         assert_eq!(s2.resume_offset(), Some(11));
         assert_eq!(s2.next_seq, 3);
         assert_eq!(s2.prev_hash, sealed[2].manifest.chain_hash());

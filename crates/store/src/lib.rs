@@ -53,6 +53,8 @@ pub struct StoreOptions {
     /// S3 only: apply COMPLIANCE retention of this many days to each object written, instead
     /// of relying on the bucket's default retention.
     pub retention_days: Option<u32>,
+    /// Open for reading only (verification): skip the Object Lock checks a writer needs.
+    pub read_only: bool,
 }
 
 /// An object as listed.

@@ -129,7 +129,10 @@ fn create_blocking(root: &Path, name: &str, bytes: &[u8]) -> Result<Created, Sto
             object: name.to_string(),
         });
     }
-    let file_name = path.file_name().expect("object has a file name").to_string_lossy();
+    let file_name = path
+        .file_name()
+        .expect("object has a file name")
+        .to_string_lossy();
     let tmp = dir.join(format!(
         ".{file_name}.tmp-{}-{}",
         std::process::id(),
@@ -193,11 +196,20 @@ mod tests {
     async fn create_is_exclusive_idempotent_and_read_only() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path().to_str().unwrap()).unwrap();
-        let c = s.create("a/b/x.bin", Bytes::from_static(b"one")).await.unwrap();
+        let c = s
+            .create("a/b/x.bin", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
         assert!(!c.already_existed);
-        let again = s.create("a/b/x.bin", Bytes::from_static(b"one")).await.unwrap();
+        let again = s
+            .create("a/b/x.bin", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
         assert!(again.already_existed);
-        let e = s.create("a/b/x.bin", Bytes::from_static(b"two")).await.unwrap_err();
+        let e = s
+            .create("a/b/x.bin", Bytes::from_static(b"two"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
         assert_eq!(&s.get("a/b/x.bin").await.unwrap()[..], b"one");
         let meta = std::fs::metadata(dir.path().join("a/b/x.bin")).unwrap();

@@ -74,7 +74,9 @@ impl S3Store {
             http,
             retention_days: opts.retention_days,
         };
-        store.check_object_lock().await?;
+        if !opts.read_only {
+            store.check_object_lock().await?;
+        }
         Ok(store)
     }
 
@@ -146,7 +148,10 @@ impl S3Store {
             return Err(self.backend(
                 "read object lock configuration of",
                 "",
-                format!("HTTP {status}: {}", xml_tag(&text, "Message").unwrap_or(&text)),
+                format!(
+                    "HTTP {status}: {}",
+                    xml_tag(&text, "Message").unwrap_or(&text)
+                ),
             ));
         }
         if xml_tag(&text, "ObjectLockEnabled") != Some("Enabled") {
@@ -178,7 +183,11 @@ impl S3Store {
         };
         let put = self
             .os
-            .put_opts(&Path::from(key.as_str()), PutPayload::from(bytes.clone()), opts)
+            .put_opts(
+                &Path::from(key.as_str()),
+                PutPayload::from(bytes.clone()),
+                opts,
+            )
             .await;
         let version = match put {
             Ok(r) => r.version,
@@ -214,12 +223,12 @@ impl S3Store {
         };
         if let Some(days) = self.retention_days {
             let until = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
-            self.put_retention(&key, &version, until).await.map_err(|m| {
-                StoreError::NotLocked {
+            self.put_retention(&key, &version, until)
+                .await
+                .map_err(|m| StoreError::NotLocked {
                     object: name.to_string(),
                     message: m,
-                }
-            })?;
+                })?;
         }
         self.check_locked(name, &version).await?;
         Ok(Created {
@@ -241,7 +250,12 @@ impl S3Store {
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
         let url = self.object_url(key, &[("retention", ""), ("versionId", version)]);
         let resp = self
-            .signed(Method::PUT, &url, &[("content-md5", md5)], Bytes::from(body))
+            .signed(
+                Method::PUT,
+                &url,
+                &[("content-md5", md5)],
+                Bytes::from(body),
+            )
             .await?;
         if !resp.status().is_success() {
             let status = resp.status();
@@ -294,7 +308,9 @@ impl S3Store {
         match chrono::DateTime::parse_from_rfc3339(until) {
             Ok(t) if t > chrono::Utc::now() => Ok(()),
             Ok(t) => Err(not_locked(format!("retention ended at {t}"))),
-            Err(_) => Err(not_locked(format!("retain-until date {until:?} unreadable"))),
+            Err(_) => Err(not_locked(format!(
+                "retain-until date {until:?} unreadable"
+            ))),
         }
     }
 
@@ -330,7 +346,8 @@ impl S3Store {
             .filter_map(|m| {
                 let key = m.location.to_string();
                 let name = key.strip_prefix(&self.prefix)?.to_string();
-                name.starts_with(prefix).then_some(ObjectInfo { name, size: m.size })
+                name.starts_with(prefix)
+                    .then_some(ObjectInfo { name, size: m.size })
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -362,7 +379,11 @@ impl S3Store {
                 .await
                 .map_err(|e| self.backend("list versions of", prefix, e))?;
             if !status.is_success() {
-                return Err(self.backend("list versions of", prefix, format!("HTTP {status}: {text}")));
+                return Err(self.backend(
+                    "list versions of",
+                    prefix,
+                    format!("HTTP {status}: {text}"),
+                ));
             }
             let mut page: Vec<ObjectVersion> = Vec::new();
             for (tag, delete_marker) in [("Version", false), ("DeleteMarker", true)] {
@@ -398,7 +419,11 @@ impl S3Store {
         // S3 lists each key's versions newest first; within a key, order by last-modified
         // (stable, so equal timestamps keep S3's order reversed).
         out.reverse();
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.last_modified.cmp(&b.last_modified)));
+        out.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then(a.last_modified.cmp(&b.last_modified))
+        });
         Ok(out)
     }
 }
