@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue, Method};
 use md5::Digest;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{GetOptions, ObjectStore};
 
 use crate::{Created, ObjectInfo, ObjectVersion, StoreError, StoreOptions};
 
@@ -163,8 +163,8 @@ impl S3Store {
             let mode = xml_tag(&text, "Mode");
             if mode != Some("COMPLIANCE") {
                 let found = match mode {
-                    None => "no default retention".to_string(),
-                    Some(m) => format!("default retention mode {m}"),
+                    None => "it has none".to_string(),
+                    Some(m) => format!("its default mode is {m}"),
                 };
                 return Err(StoreError::NoRetention {
                     bucket: self.bucket.clone(),
@@ -177,92 +177,70 @@ impl S3Store {
 
     pub async fn create(&self, name: &str, bytes: Bytes) -> Result<Created, StoreError> {
         let key = self.key(name);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let put = self
-            .os
-            .put_opts(
-                &Path::from(key.as_str()),
-                PutPayload::from(bytes.clone()),
-                opts,
-            )
-            .await;
-        let version = match put {
-            Ok(r) => r.version,
-            Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => {
-                let existing = self
-                    .os
-                    .get_opts(&Path::from(key.as_str()), GetOptions::default())
-                    .await
-                    .map_err(|e| self.backend("read existing", name, e))?;
-                let version = existing.meta.version.clone();
-                let existing = existing
-                    .bytes()
-                    .await
-                    .map_err(|e| self.backend("read existing", name, e))?;
-                if existing != bytes {
-                    return Err(StoreError::Conflict {
-                        object: name.to_string(),
-                    });
-                }
-                return Ok(Created {
-                    version_id: version,
-                    already_existed: true,
+        // A conditional PUT of our own: object_store cannot send Content-MD5 or the
+        // object-lock headers, and S3 requires the former for any write to a bucket with
+        // default retention.
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&bytes));
+        let mut headers = vec![("if-none-match", "*".to_string()), ("content-md5", md5)];
+        if let Some(days) = self.retention_days {
+            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
+            headers.push(("x-amz-object-lock-mode", "COMPLIANCE".to_string()));
+            headers.push((
+                "x-amz-object-lock-retain-until-date",
+                until.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            ));
+        }
+        let url = format!("{}/{key}", self.bucket_url);
+        let resp = self
+            .signed(Method::PUT, &url, &headers, bytes.clone())
+            .await
+            .map_err(|e| self.backend("create", name, e))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::PRECONDITION_FAILED
+            || status == reqwest::StatusCode::CONFLICT
+        {
+            let existing = self
+                .os
+                .get_opts(&Path::from(key.as_str()), GetOptions::default())
+                .await
+                .map_err(|e| self.backend("read existing", name, e))?;
+            let version = existing.meta.version.clone();
+            let existing = existing
+                .bytes()
+                .await
+                .map_err(|e| self.backend("read existing", name, e))?;
+            if existing != bytes {
+                return Err(StoreError::Conflict {
+                    object: name.to_string(),
                 });
             }
-            Err(e) => return Err(self.backend("create", name, e)),
-        };
+            return Ok(Created {
+                version_id: version,
+                already_existed: true,
+            });
+        }
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let code = xml_tag(&text, "Code").unwrap_or("");
+            let msg = xml_tag(&text, "Message").unwrap_or(&text);
+            return Err(self.backend("create", name, format!("HTTP {status} {code}: {msg}")));
+        }
+        let version = resp
+            .headers()
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let Some(version) = version else {
             return Err(StoreError::NotLocked {
                 object: name.to_string(),
                 message: "the bucket returned no version id (Object Lock buckets are versioned; is this really S3 with Object Lock?)".into(),
             });
         };
-        if let Some(days) = self.retention_days {
-            let until = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
-            self.put_retention(&key, &version, until)
-                .await
-                .map_err(|m| StoreError::NotLocked {
-                    object: name.to_string(),
-                    message: m,
-                })?;
-        }
         self.check_locked(name, &version).await?;
         Ok(Created {
             version_id: Some(version),
             already_existed: false,
         })
-    }
-
-    async fn put_retention(
-        &self,
-        key: &str,
-        version: &str,
-        until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), String> {
-        let body = format!(
-            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>COMPLIANCE</Mode><RetainUntilDate>{}</RetainUntilDate></Retention>",
-            until.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        );
-        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
-        let url = self.object_url(key, &[("retention", ""), ("versionId", version)]);
-        let resp = self
-            .signed(
-                Method::PUT,
-                &url,
-                &[("content-md5", md5)],
-                Bytes::from(body),
-            )
-            .await?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(format!("PutObjectRetention: HTTP {status}: {text}"));
-        }
-        Ok(())
     }
 
     fn object_url(&self, key: &str, query: &[(&str, &str)]) -> String {
