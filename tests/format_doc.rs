@@ -1,0 +1,118 @@
+//! docs/FORMAT.md's worked example must be what the code produces, byte for byte. If this test
+//! fails after a deliberate format change, bump the format version and paste the printed
+//! values into the document.
+
+use bytes::Bytes;
+use cairn_format::event::{AuditEvent, StreamId};
+use cairn_format::leaf::event_leaf;
+use cairn_format::manifest::{GENESIS, ParquetRef, SignatureCheck, StreamRef};
+use cairn_format::merkle::{MerkleBuilder, leaf_hash, node_hash};
+use cairn_format::names::{ObjectKind, object_name};
+use cairn_format::segment::{SegmentBuilder, encode_parquet, scan_segment};
+use cairn_format::{Manifest, SignedManifest, SigningKey};
+use sha2::{Digest, Sha256};
+
+const EVENT_1: &str = r#"{"event_id":"7f1c2a9e-3b4d-4c5e-8f60-718293a4b5c6","occurred_at":"2026-11-26T09:30:00.123456Z","tenant":"acme","actor":{"id":"u-42","type":"user","ip":"192.0.2.7"},"action":"invoice.read","resource":{"type":"invoice","id":"inv-1001"},"outcome":"success","source":"billing-api","sensitivity":"pii","details":{"request_id":"r-1","region":"eu"}}"#;
+const EVENT_3: &str = r#"{"event_id":"0a1b2c3d-4e5f-4a6b-9c7d-8e9fa0b1c2d3","occurred_at":"2026-11-26T09:30:01Z","tenant":"globex","actor":{"id":"svc-7","type":"service"},"action":"user.login","resource":{"type":"user","id":"u-9"},"outcome":"denied","source":"auth-service","sensitivity":"internal"}"#;
+
+#[test]
+fn worked_example_in_format_md_matches_the_code() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/FORMAT.md"),
+    )
+    .unwrap();
+    let stream = StreamId::new("billing", 0).unwrap();
+    let key = SigningKey::from_seed([0x2a; 32]);
+    let e1 = AuditEvent::from_json(EVENT_1.as_bytes()).unwrap();
+    let e3 = AuditEvent::from_json(EVENT_3.as_bytes()).unwrap();
+
+    let mut leaf1 = Vec::new();
+    event_leaf(&stream, 1, &e1, &mut leaf1).unwrap();
+    let mut leaf3 = Vec::new();
+    event_leaf(&stream, 3, &e3, &mut leaf3).unwrap();
+    let (h1, h3) = (leaf_hash(&leaf1), leaf_hash(&leaf3));
+    let root = node_hash(&h1, &h3);
+    let mut mb = MerkleBuilder::new();
+    mb.push_leaf_hash(h1);
+    mb.push_leaf_hash(h3);
+    assert_eq!(mb.root(), root);
+
+    // The segment: offsets 1..=3, offset 2 rejected.
+    let mut sb = SegmentBuilder::new(stream.clone());
+    sb.push(1, &e1).unwrap();
+    sb.push(3, &e3).unwrap();
+    let (batch, stats) = sb.finish().unwrap();
+    assert_eq!(stats.merkle_root, root);
+    let parquet = encode_parquet(&batch).unwrap();
+    let mut from_rows = MerkleBuilder::new();
+    scan_segment::<()>(Bytes::from(parquet.clone()), |_, leaf| {
+        from_rows.push_leaf_data(leaf);
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        from_rows.root(),
+        root,
+        "root recomputed from the Parquet rows"
+    );
+
+    let manifest = Manifest {
+        format: cairn_format::FORMAT_VERSION.into(),
+        stream: StreamRef {
+            id: "billing".into(),
+            partition: 0,
+        },
+        seq: 0,
+        first_offset: 1,
+        last_offset: 3,
+        event_count: 2,
+        rejected: vec![[2, 2]],
+        absent: vec![],
+        min_occurred_at: Some("2026-11-26T09:30:00.123456Z".into()),
+        max_occurred_at: Some("2026-11-26T09:30:01.000000Z".into()),
+        tenants: stats.tenants.clone(),
+        merkle_root: hex::encode(root),
+        parquet: ParquetRef {
+            object: object_name(&stream, 1, 3, ObjectKind::Parquet),
+            sha256: hex::encode(Sha256::digest(&parquet)),
+            size: parquet.len() as u64,
+            version_id: None,
+        },
+        prev_manifest_sha256: hex::encode(GENESIS),
+        schema_sha256: cairn_format::schema_fingerprint(),
+        key_id: String::new(),
+        sealed_at: "2026-11-26T09:31:00.000000Z".into(),
+    };
+    let signed = SignedManifest::sign(manifest, &key);
+    assert_eq!(
+        signed.check_signature(&[key.public()]),
+        SignatureCheck::Valid
+    );
+    let file = String::from_utf8(signed.to_bytes()).unwrap();
+
+    let values = [
+        ("public key", hex::encode(key.public().to_bytes())),
+        ("key id", key.key_id().to_string()),
+        ("leaf bytes of offset 1", hex::encode(&leaf1)),
+        ("leaf hash of offset 1", hex::encode(h1)),
+        ("leaf hash of offset 3", hex::encode(h3)),
+        ("merkle root", hex::encode(root)),
+        ("schema sha256", cairn_format::schema_fingerprint()),
+        ("manifest file", file.clone()),
+        ("manifest chain hash", hex::encode(signed.chain_hash())),
+    ];
+    let missing: Vec<_> = values
+        .iter()
+        .filter(|(_, v)| !doc.contains(v.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        for (label, v) in &values {
+            println!("--- {label}\n{v}");
+        }
+        panic!(
+            "docs/FORMAT.md lacks: {:?}",
+            missing.iter().map(|(l, _)| l).collect::<Vec<_>>()
+        );
+    }
+}
