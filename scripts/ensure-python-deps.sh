@@ -2,7 +2,7 @@
 # Installs the Python peers from tests/requirements.txt when any is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if python3 -c 'import moto, boto3, duckdb, pyarrow' 2>/dev/null && command -v moto_server >/dev/null; then
+if python3 -c 'import moto, boto3, duckdb, pyarrow, cryptography' 2>/dev/null && command -v moto_server >/dev/null; then
   exit 0
 fi
 echo "== installing Python test peers (tests/requirements.txt)"

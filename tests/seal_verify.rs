@@ -275,3 +275,65 @@ print(n, rows, lo, hi, tz, str(t.schema.field('occurred_at').type), d > 0, tenan
         "43 43 1 50 TIMESTAMP WITH TIME ZONE timestamp[us, tz=UTC] True True"
     );
 }
+
+/// tests/independent_verifier.py was written from docs/FORMAT.md alone (Python: pyarrow,
+/// cryptography). It must accept what the sealer writes and reject a tampered copy.
+#[test]
+fn an_independent_verifier_written_from_format_md_agrees() {
+    let script = data("../independent_verifier.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("--self-test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    seal(
+        &data("sample.jsonl"),
+        store.to_str().unwrap(),
+        &keys.key,
+        10,
+        &tmp.path().join("r"),
+    );
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args([dir.to_str().unwrap(), &keys.public])
+            .output()
+            .unwrap()
+    };
+    let out = run(&store);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("independent verifier: 5 segments, 43 events, OK"),
+        "{stdout}"
+    );
+
+    let objs = objects(&store);
+    let victim = store.join(objs.iter().find(|o| o.ends_with(".parquet")).unwrap());
+    make_writable(&victim);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = run(&store);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -7,12 +7,14 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
 use cairn_format::SigningKey;
 use cairn_format::event::{AuditEvent, EventError, StreamId};
+use cairn_format::segment::PreparedEvent;
 use cairn_sealer::{SegmentLimits, StreamSealer};
 use cairn_store::{Store, StoreOptions};
 
@@ -51,8 +53,7 @@ pub struct SealArgs {
 
 enum Item {
     Event {
-        offset: i64,
-        event: Box<AuditEvent>,
+        event: PreparedEvent,
         len: usize,
     },
     Rejected {
@@ -67,6 +68,7 @@ const CHUNK: usize = 4096;
 
 fn read_lines(
     input: PathBuf,
+    stream: Arc<StreamId>,
     skip_before: i64,
     tx: tokio::sync::mpsc::Sender<Vec<Item>>,
 ) -> anyhow::Result<()> {
@@ -76,6 +78,7 @@ fn read_lines(
     let mut line = Vec::with_capacity(1024);
     let mut offset: i64 = 0;
     let mut chunk = Vec::with_capacity(CHUNK);
+    let mut leaf_buf = Vec::with_capacity(1024);
     loop {
         line.clear();
         let n = reader
@@ -104,12 +107,16 @@ fn read_lines(
                 raw: body.to_vec(),
             }
         } else {
-            match AuditEvent::from_json(body) {
-                Ok(event) => Item::Event {
-                    offset,
-                    event: Box::new(event),
-                    len,
-                },
+            let prepared = AuditEvent::from_json(body).and_then(|event| {
+                PreparedEvent::new(&stream, offset, event, &mut leaf_buf).map_err(|e| {
+                    EventError::Field {
+                        field: ".".into(),
+                        message: e.to_string(),
+                    }
+                })
+            });
+            match prepared {
+                Ok(event) => Item::Event { event, len },
                 Err(e) => Item::Rejected {
                     offset,
                     len,
@@ -235,14 +242,18 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(8);
     let input = args.input.clone();
-    let reader = std::thread::spawn(move || read_lines(input, resume, tx));
+    let reader_stream = Arc::new(stream.clone());
+    let reader = std::thread::Builder::new()
+        .name("cairn-reader".into())
+        .spawn(move || read_lines(input, reader_stream, resume, tx))
+        .context("starting the reader thread")?;
 
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
     let (mut events, mut segments, mut lines) = (0u64, 0u64, 0u64);
-    let on_sealed = |seg: Option<cairn_sealer::SealedSegment>, segments: &mut u64| {
-        if let Some(s) = seg {
+    let on_sealed = |sealed: Vec<cairn_sealer::SealedSegment>, segments: &mut u64| {
+        for s in sealed {
             *segments += 1;
             if s.parquet_reused {
                 eprintln!(
@@ -256,9 +267,9 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
         for item in chunk {
             lines += 1;
             let sealed = match item {
-                Item::Event { offset, event, len } => {
+                Item::Event { event, len } => {
                     events += 1;
-                    sealer.push_event(offset, &event, len).await?
+                    sealer.push_prepared(&event, len).await?
                 }
                 Item::Rejected {
                     offset,
@@ -275,7 +286,7 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
                     sealer.push_rejected(offset, len).await?
                 }
             };
-            on_sealed(sealed, &mut segments);
+            on_sealed(sealed.into_iter().collect(), &mut segments);
         }
         if tty && last_progress.elapsed() >= Duration::from_millis(500) {
             last_progress = Instant::now();

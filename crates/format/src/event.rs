@@ -176,6 +176,10 @@ fn field_err(field: &str, message: impl Into<String>) -> EventError {
 impl AuditEvent {
     /// Parses and validates one JSON object (one line of a JSONL file).
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
+        // Fast path without path tracking; re-parse with it only to explain an error.
+        if let Ok(raw) = serde_json::from_slice::<RawEvent>(bytes) {
+            return raw.validate();
+        }
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let raw: RawEvent = match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,

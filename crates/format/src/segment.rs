@@ -100,6 +100,42 @@ pub fn arrow_schema() -> SchemaRef {
         .clone()
 }
 
+/// A validated event with its position and leaf hash, so the hashing can happen on the thread
+/// that parsed it. The leaf hash is always that of (stream, offset, event): fields are private.
+#[derive(Clone, Debug)]
+pub struct PreparedEvent {
+    stream: Arc<StreamId>,
+    offset: i64,
+    event: AuditEvent,
+    leaf_hash: Hash,
+}
+
+impl PreparedEvent {
+    pub fn new(
+        stream: &Arc<StreamId>,
+        offset: i64,
+        event: AuditEvent,
+        buf: &mut Vec<u8>,
+    ) -> Result<Self, LeafError> {
+        buf.clear();
+        event_leaf(stream, offset, &event, buf)?;
+        Ok(PreparedEvent {
+            stream: Arc::clone(stream),
+            offset,
+            leaf_hash: leaf_hash(buf),
+            event,
+        })
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    pub fn event(&self) -> &AuditEvent {
+        &self.event
+    }
+}
+
 /// Statistics of a finished segment, all of which go into its manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentStats {
@@ -182,14 +218,27 @@ impl SegmentBuilder {
 
     /// Appends `event` at `offset`; offsets must be strictly increasing.
     pub fn push(&mut self, offset: i64, e: &AuditEvent) -> Result<(), LeafError> {
+        self.leaf_buf.clear();
+        event_leaf(&self.stream, offset, e, &mut self.leaf_buf)?;
+        let hash = leaf_hash(&self.leaf_buf);
+        self.append(offset, e, hash);
+        Ok(())
+    }
+
+    /// Appends an event whose leaf hash was computed elsewhere (another thread) by
+    /// [`PreparedEvent::new`]. Panics if it was prepared for another stream.
+    pub fn push_prepared(&mut self, p: &PreparedEvent) {
+        assert_eq!(*p.stream, self.stream, "event prepared for another stream");
+        self.append(p.offset, &p.event, p.leaf_hash);
+    }
+
+    fn append(&mut self, offset: i64, e: &AuditEvent, leaf: Hash) {
         assert!(
             self.last_offset.is_none_or(|l| l < offset),
             "segment offsets must increase: {offset} after {:?}",
             self.last_offset
         );
-        self.leaf_buf.clear();
-        event_leaf(&self.stream, offset, e, &mut self.leaf_buf)?;
-        self.merkle.push_leaf_hash(leaf_hash(&self.leaf_buf));
+        self.merkle.push_leaf_hash(leaf);
 
         self.stream_id.append_value(&self.stream.source);
         self.partition.append_value(self.stream.partition);
@@ -229,7 +278,6 @@ impl SegmentBuilder {
         );
         self.first_offset.get_or_insert(offset);
         self.last_offset = Some(offset);
-        Ok(())
     }
 
     pub fn finish(mut self) -> Result<(RecordBatch, SegmentStats), SegmentError> {

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use cairn_format::event::{AuditEvent, StreamId, format_micros};
 use cairn_format::manifest::{GENESIS, ParquetRef, StreamRef};
 use cairn_format::names::{ObjectKind, object_name, parse_object_name, stream_dir};
-use cairn_format::segment::{SegmentBuilder, SegmentError, encode_parquet};
+use cairn_format::segment::{
+    PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet,
+};
 use cairn_format::{Manifest, SignedManifest, SigningKey};
 use cairn_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
@@ -89,6 +91,15 @@ struct Pending {
     opened: Instant,
 }
 
+/// A cut segment whose Parquet encoding has finished, ready to be written.
+struct Encoded {
+    first: i64,
+    last: i64,
+    rejected: Vec<[i64; 2]>,
+    stats: SegmentStats,
+    parquet: Vec<u8>,
+}
+
 pub struct StreamSealer<'a> {
     store: &'a Store,
     key: SigningKey,
@@ -102,6 +113,9 @@ pub struct StreamSealer<'a> {
     /// starting at `next_offset` must end exactly there to reuse its name.
     forced_last: Option<i64>,
     pending: Option<Pending>,
+    /// The previous cut segment being encoded on a blocking thread while the next one fills.
+    /// It is written (Parquet, then manifest) before the next cut or on `flush`.
+    in_flight: Option<tokio::task::JoinHandle<Result<Encoded, SegmentError>>>,
 }
 
 impl<'a> StreamSealer<'a> {
@@ -132,6 +146,7 @@ impl<'a> StreamSealer<'a> {
             next_offset: None,
             forced_last: None,
             pending: None,
+            in_flight: None,
         };
         if let Some((object, n)) = newest {
             let head_err = |message: String| SealError::ChainHead {
@@ -210,8 +225,22 @@ impl<'a> StreamSealer<'a> {
         Ok(pending)
     }
 
-    /// Adds a valid event at `offset` (`input_len` raw bytes). Returns a segment if this
-    /// offset completed one.
+    /// Adds an event prepared (validated, leaf-hashed) on another thread.
+    pub async fn push_prepared(
+        &mut self,
+        event: &PreparedEvent,
+        input_len: usize,
+    ) -> Result<Option<SealedSegment>, SealError> {
+        let offset = event.offset();
+        let p = self.begin(offset)?;
+        p.builder.push_prepared(event);
+        p.input_bytes += input_len as u64;
+        self.after_push(offset).await
+    }
+
+    /// Adds a valid event at `offset` (`input_len` raw bytes). Returns a segment whose
+    /// manifest was written by this call, if any (segments are encoded in the background and
+    /// written in order, so this may be the segment before the one this offset completed).
     pub async fn push_event(
         &mut self,
         offset: i64,
@@ -253,30 +282,73 @@ impl<'a> StreamSealer<'a> {
                 p.builder.len() >= self.limits.max_events || p.input_bytes >= self.limits.max_bytes
             }
         };
-        if cut { self.flush().await } else { Ok(None) }
+        if cut { self.cut().await } else { Ok(None) }
     }
 
     /// Seals the open segment if it is older than `max_age`. Call periodically.
     pub async fn tick(&mut self) -> Result<Option<SealedSegment>, SealError> {
         match (&self.pending, self.limits.max_age) {
             (Some(p), Some(age)) if self.forced_last.is_none() && p.opened.elapsed() >= age => {
-                self.flush().await
+                self.cut().await
             }
             _ => Ok(None),
         }
     }
 
-    /// Seals whatever is open (end of input, shutdown).
-    pub async fn flush(&mut self) -> Result<Option<SealedSegment>, SealError> {
+    /// Seals whatever is open and waits for every segment to be written (end of input,
+    /// shutdown). Returns the segments written by this call, in order.
+    pub async fn flush(&mut self) -> Result<Vec<SealedSegment>, SealError> {
+        let mut out = Vec::new();
+        if self.pending.is_some() {
+            out.extend(self.cut().await?);
+        }
+        out.extend(self.write_in_flight().await?);
+        Ok(out)
+    }
+
+    /// Closes the open segment: writes the previous one (if still in flight) and starts
+    /// encoding this one in the background.
+    async fn cut(&mut self) -> Result<Option<SealedSegment>, SealError> {
         let Some(p) = self.pending.take() else {
             return Ok(None);
         };
-        let (batch, stats) = p.builder.finish()?;
-        let parquet = tokio::task::block_in_place(|| encode_parquet(&batch))?;
+        self.forced_last = None;
+        let written = self.write_in_flight().await?;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let (batch, stats) = p.builder.finish()?;
+            let parquet = encode_parquet(&batch)?;
+            Ok(Encoded {
+                first: p.first,
+                last: p.last,
+                rejected: p.rejected,
+                stats,
+                parquet,
+            })
+        }));
+        Ok(written)
+    }
+
+    async fn write_in_flight(&mut self) -> Result<Option<SealedSegment>, SealError> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let enc = task.await.expect("segment encoding task panicked")?;
+        self.write(enc).await.map(Some)
+    }
+
+    /// Writes the Parquet file, then the signed manifest chained to the previous one.
+    async fn write(&mut self, enc: Encoded) -> Result<SealedSegment, SealError> {
+        let Encoded {
+            first,
+            last,
+            rejected,
+            stats,
+            parquet,
+        } = enc;
         let sha = hex::encode(Sha256::digest(&parquet));
         let size = parquet.len() as u64;
-        let parquet_object = object_name(&self.stream, p.first, p.last, ObjectKind::Parquet);
-        let manifest_object = object_name(&self.stream, p.first, p.last, ObjectKind::Manifest);
+        let parquet_object = object_name(&self.stream, first, last, ObjectKind::Parquet);
+        let manifest_object = object_name(&self.stream, first, last, ObjectKind::Manifest);
         let created = self
             .store
             .create(&parquet_object, Bytes::from(parquet))
@@ -288,10 +360,10 @@ impl<'a> StreamSealer<'a> {
                 partition: self.stream.partition,
             },
             seq: self.next_seq,
-            first_offset: p.first,
-            last_offset: p.last,
+            first_offset: first,
+            last_offset: last,
             event_count: stats.event_count,
-            rejected: p.rejected,
+            rejected,
             absent: Vec::new(),
             min_occurred_at: stats.min_occurred_at_us.map(format_micros),
             max_occurred_at: stats.max_occurred_at_us.map(format_micros),
@@ -314,13 +386,12 @@ impl<'a> StreamSealer<'a> {
             .await?;
         self.next_seq += 1;
         self.prev_hash = signed.chain_hash();
-        self.forced_last = None;
-        Ok(Some(SealedSegment {
+        Ok(SealedSegment {
             manifest: signed,
             parquet_object,
             manifest_object,
             parquet_reused: created.already_existed,
-        }))
+        })
     }
 }
 
