@@ -51,6 +51,8 @@ pub struct SealArgs {
     retention_days: Option<u32>,
 }
 
+// Events are the common case; boxing them would add an allocation per line.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Event {
         event: PreparedEvent,
