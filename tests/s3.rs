@@ -52,7 +52,14 @@ fn sealed_bucket() -> Sealed {
     let input = data("sample.jsonl");
     let (code, out, err) = s3.cairn(&seal_args(&store, &keys.key, input.to_str().unwrap()));
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("sealed 5 segments"), "{out}");
+    assert!(err.contains("sealed 5 segments"), "{err}");
+    // `--rejects -`: stdout is exactly the rejected lines, as JSON.
+    let rejected: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 7, "{out}");
+    assert_eq!(rejected[0]["line"], 7);
     let (_, listing) = s3.admin(&["list-versions", "audit", "tenant-a/"]);
     let versions: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
     let mut names: Vec<String> = versions
@@ -197,7 +204,8 @@ fn seal_is_idempotent_and_verify_is_clean() {
     let (code, out, err) =
         b.s3.cairn(&seal_args(&b.store, &b.keys.key, input.to_str().unwrap()));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("sealed 0 segments"), "{out}");
+    assert!(err.contains("sealed 0 segments"), "{err}");
+    assert!(out.is_empty(), "nothing new rejected: {out}");
 }
 
 #[test]

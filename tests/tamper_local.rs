@@ -263,3 +263,39 @@ fn foreign_objects_are_warnings_not_failures() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(kinds(&report), ["unexpected_object".to_string()].into());
 }
+
+#[test]
+fn verifying_an_empty_or_missing_store_is_an_error_not_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let missing = tmp.path().join("no-such-vault");
+    let out = run_expect(
+        &[
+            "verify",
+            "--store",
+            missing.to_str().unwrap(),
+            "--pubkey",
+            &keys.public,
+        ],
+        2,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
+    assert!(!missing.exists(), "verify must not create the store");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_expect(
+        &[
+            "verify",
+            "--store",
+            empty.to_str().unwrap(),
+            "--pubkey",
+            &keys.public,
+        ],
+        2,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no sealed segments found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

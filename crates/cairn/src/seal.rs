@@ -306,11 +306,17 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
     }
     let secs = started.elapsed().as_secs_f64();
     let rejected = rejects.as_ref().map_or(0, |r| r.count);
-    println!(
+    // With `--rejects -` stdout carries the rejects as JSON lines; keep it machine-readable.
+    let summary = format!(
         "sealed {segments} segments of stream {stream}: {events} events, {rejected} rejected lines, {lines} lines in {secs:.2}s ({:.0} lines/s) into {}",
         lines as f64 / secs.max(1e-9),
         store.describe()
     );
+    if rejects_spec == "-" {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
     if let Some(r) = &rejects {
         eprintln!(
             "warning: {} rejected lines written to {} (listed as rejected in the manifests)",

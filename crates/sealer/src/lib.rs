@@ -461,4 +461,35 @@ mod tests {
         assert_eq!(s2.next_seq, 3);
         assert_eq!(s2.prev_hash, sealed[2].manifest.chain_hash());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_quiet_stream_is_sealed_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
+            .await
+            .unwrap();
+        let limits = SegmentLimits {
+            max_events: 1000,
+            max_bytes: u64::MAX,
+            max_age: Some(Duration::from_millis(50)),
+        };
+        let mut s = StreamSealer::open(
+            &store,
+            SigningKey::from_seed([2; 32]),
+            StreamId::new("quiet", 1).unwrap(),
+            limits,
+        )
+        .await
+        .unwrap();
+        assert!(s.push_event(0, &event(0), 10).await.unwrap().is_none());
+        assert!(s.tick().await.unwrap().is_none(), "too young to seal");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            s.tick().await.unwrap().is_none(),
+            "cut; encoding in the background"
+        );
+        let written = s.flush().await.unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].manifest.manifest.last_offset, 0);
+    }
 }

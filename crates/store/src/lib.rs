@@ -101,7 +101,7 @@ impl Store {
         } else if url.contains("://") {
             Err(StoreError::InvalidUrl(url.to_string()))
         } else {
-            Ok(Store::Local(LocalStore::open(url)?))
+            Ok(Store::Local(LocalStore::open(url, opts.read_only)?))
         }
     }
 

@@ -38,9 +38,22 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 impl LocalStore {
-    pub fn open(dir: &str) -> Result<Self, StoreError> {
+    /// Opens `dir`, creating it unless `read_only` (a reader must not invent an empty store
+    /// out of a mistyped path).
+    pub fn open(dir: &str, read_only: bool) -> Result<Self, StoreError> {
         let root = PathBuf::from(dir);
-        std::fs::create_dir_all(&root).map_err(|e| io_err("open", "", &root, e))?;
+        if read_only {
+            if !root.is_dir() {
+                return Err(StoreError::Backend {
+                    op: "open",
+                    object: String::new(),
+                    store: root.display().to_string(),
+                    message: "no such directory".into(),
+                });
+            }
+        } else {
+            std::fs::create_dir_all(&root).map_err(|e| io_err("open", "", &root, e))?;
+        }
         Ok(LocalStore { root })
     }
 
@@ -195,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn create_is_exclusive_idempotent_and_read_only() {
         let dir = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(dir.path().to_str().unwrap()).unwrap();
+        let s = LocalStore::open(dir.path().to_str().unwrap(), false).unwrap();
         let c = s
             .create("a/b/x.bin", Bytes::from_static(b"one"))
             .await

@@ -142,6 +142,10 @@ pub enum VerifyError {
     Store(#[from] StoreError),
     #[error("no trusted public key given; pass --pubkey")]
     NoKeys,
+    #[error(
+        "no sealed segments found in {0} (nothing under v1/streams/); is --store the right location?"
+    )]
+    Empty(String),
 }
 
 pub struct VerifyOptions<'a> {
@@ -243,6 +247,9 @@ pub async fn verify_store(
         return Err(VerifyError::NoKeys);
     }
     let inv = inventory(store).await?;
+    if inv.objects.is_empty() {
+        return Err(VerifyError::Empty(store.describe()));
+    }
     let mut findings = inv.findings;
     let mut manifests: Vec<(String, ObjectName)> = Vec::new();
     let mut parquets: Vec<(String, ObjectName)> = Vec::new();
