@@ -2,9 +2,10 @@
 # Installs the Python peers from tests/requirements.txt when any is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if python3 -c 'import moto, boto3, duckdb, pyarrow, cryptography' 2>/dev/null && command -v moto_server >/dev/null; then
+if python3 -c 'import moto.server, boto3, duckdb, pyarrow, cryptography, flask' 2>/dev/null; then
   exit 0
 fi
 echo "== installing Python test peers (tests/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-command -v moto_server >/dev/null || { echo "moto_server not on PATH after install" >&2; exit 1; }
+python3 -c 'import moto.server, boto3, duckdb, pyarrow, cryptography, flask' \
+  || { echo "Python test peers still missing after pip install" >&2; exit 1; }
