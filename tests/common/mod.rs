@@ -225,3 +225,88 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// The tansu binary: `$CAIRN_TANSU`, else where scripts/ensure-tansu.sh installs it.
+pub fn tansu_bin() -> PathBuf {
+    let bin = std::env::var_os("CAIRN_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/cairn/tools/bin/tansu")
+        });
+    assert!(
+        bin.exists(),
+        "tansu not found at {} (scripts/test.sh installs it with scripts/ensure-tansu.sh)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real Kafka-protocol broker (tansu, in-memory storage) on 127.0.0.1, stopped on drop.
+pub struct Broker {
+    child: std::process::Child,
+    pub addr: String,
+    url: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not start on {url}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Broker {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            url,
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &self.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu topic create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,6 +3,7 @@
 //! This crate wires the library crates to the command line (arguments, files, progress,
 //! exit codes). It holds no format, storage or verification logic of its own.
 
+mod ingest;
 mod seal;
 
 // glibc malloc serialises on an arena lock when one thread frees what another allocated
@@ -48,6 +49,13 @@ enum Command {
     /// Sealing resumes after the newest manifest already in the store, so re-running on the
     /// same (or a grown) file seals only new lines.
     Seal(seal::SealArgs),
+    /// Consume Kafka topics and seal every partition as a stream, exactly once.
+    ///
+    /// Positions come from the newest manifest of each partition in the store (not the
+    /// group's committed offsets); offsets are committed only after a segment is stored.
+    /// Undecodable or invalid messages go to the dead-letter topic. Runs until SIGTERM or
+    /// SIGINT, then seals what it holds and exits 0.
+    Ingest(ingest::IngestArgs),
     /// Verify every segment, signature, chain and offset range in a store.
     ///
     /// Exit status: 0 intact, 1 integrity failure found, 2 usage or I/O error (verification incomplete).
@@ -73,7 +81,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = rt.block_on(run(cli));
+    let result = match cli.command {
+        Command::Ingest(args) => ingest::run(args, &rt),
+        command => rt.block_on(run(command)),
+    };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -83,8 +94,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<u8> {
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
         Command::Keygen { out } => {
             let key = SigningKey::generate()?;
             cairn_format::keys::write_keypair(&out, &key)?;
@@ -97,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Seal(args) => seal::run(args).await,
+        Command::Ingest(_) => unreachable!("ingest runs outside the async runtime"),
         Command::Verify {
             store,
             pubkeys,

@@ -223,15 +223,17 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
         retention_days: args.retention_days,
         read_only: false,
     };
-    let store = Store::open(&args.store, &opts)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = Arc::new(
+        Store::open(&args.store, &opts)
+            .await
+            .with_context(|| format!("opening store {}", args.store))?,
+    );
     let limits = SegmentLimits {
         max_events: args.segment_events,
         max_bytes: args.segment_bytes,
         max_age: None,
     };
-    let mut sealer = StreamSealer::open(&store, key, stream.clone(), limits).await?;
+    let mut sealer = StreamSealer::open(store.clone(), key, stream.clone(), limits).await?;
     let resume = sealer.resume_offset().unwrap_or(1);
     if resume > 1 {
         eprintln!("stream {stream}: resuming at line {resume} (earlier lines are already sealed)");

@@ -13,6 +13,7 @@
 //! the manifest the same range is sealed again under the same names. Depends on format and
 //! store only; never on ingest, query or verify.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,6 +88,7 @@ struct Pending {
     last: i64,
     builder: SegmentBuilder,
     rejected: Vec<[i64; 2]>,
+    absent: Vec<[i64; 2]>,
     input_bytes: u64,
     opened: Instant,
 }
@@ -96,12 +98,13 @@ struct Encoded {
     first: i64,
     last: i64,
     rejected: Vec<[i64; 2]>,
+    absent: Vec<[i64; 2]>,
     stats: SegmentStats,
     parquet: Vec<u8>,
 }
 
-pub struct StreamSealer<'a> {
-    store: &'a Store,
+pub struct StreamSealer {
+    store: Arc<Store>,
     key: SigningKey,
     stream: StreamId,
     limits: SegmentLimits,
@@ -118,10 +121,10 @@ pub struct StreamSealer<'a> {
     in_flight: Option<tokio::task::JoinHandle<Result<Encoded, SegmentError>>>,
 }
 
-impl<'a> StreamSealer<'a> {
+impl StreamSealer {
     /// Opens `stream` in `store`, resuming after its newest manifest.
     pub async fn open(
-        store: &'a Store,
+        store: Arc<Store>,
         key: SigningKey,
         stream: StreamId,
         limits: SegmentLimits,
@@ -154,7 +157,7 @@ impl<'a> StreamSealer<'a> {
                 object: object.clone(),
                 message,
             };
-            let bytes = store.get(object, None).await?;
+            let bytes = sealer.store.get(object, None).await?;
             let sm = SignedManifest::parse(&bytes).map_err(|e| head_err(e.to_string()))?;
             if sm.check_signature(&[sealer.key.public()])
                 != cairn_format::manifest::SignatureCheck::Valid
@@ -217,6 +220,7 @@ impl<'a> StreamSealer<'a> {
             last: offset,
             builder: SegmentBuilder::new(self.stream.clone()),
             rejected: Vec::new(),
+            absent: Vec::new(),
             input_bytes: 0,
             opened: Instant::now(),
         });
@@ -274,6 +278,34 @@ impl<'a> StreamSealer<'a> {
         self.after_push(offset).await
     }
 
+    /// Records that offsets `first..=last` will never be delivered by the source (Kafka
+    /// transaction markers, compacted or aborted records). `first` must be the next offset.
+    pub async fn push_absent(
+        &mut self,
+        first: i64,
+        last: i64,
+    ) -> Result<Option<SealedSegment>, SealError> {
+        assert!(first <= last, "empty absent range {first}..={last}");
+        // A recovery range must still end exactly where the stored Parquet file does.
+        if let Some(forced) = self.forced_last
+            && last > forced
+        {
+            return Err(SealError::OffsetOrder {
+                stream: self.stream.to_string(),
+                expected: forced,
+                got: last,
+            });
+        }
+        let p = self.begin(first)?;
+        p.last = last;
+        match p.absent.last_mut() {
+            Some(r) if r[1] + 1 == first => r[1] = last,
+            _ => p.absent.push([first, last]),
+        }
+        self.next_offset = Some(last + 1);
+        self.after_push(last).await
+    }
+
     async fn after_push(&mut self, offset: i64) -> Result<Option<SealedSegment>, SealError> {
         let p = self.pending.as_ref().expect("pending after push");
         let cut = match self.forced_last {
@@ -285,14 +317,20 @@ impl<'a> StreamSealer<'a> {
         if cut { self.cut().await } else { Ok(None) }
     }
 
-    /// Seals the open segment if it is older than `max_age`. Call periodically.
-    pub async fn tick(&mut self) -> Result<Option<SealedSegment>, SealError> {
+    /// Call periodically: writes a segment whose background encoding has finished, and cuts
+    /// the open segment if it is older than `max_age` (so a quiet stream still seals).
+    pub async fn tick(&mut self) -> Result<Vec<SealedSegment>, SealError> {
+        let mut out = Vec::new();
+        if self.in_flight.as_ref().is_some_and(|t| t.is_finished()) {
+            out.extend(self.write_in_flight().await?);
+        }
         match (&self.pending, self.limits.max_age) {
             (Some(p), Some(age)) if self.forced_last.is_none() && p.opened.elapsed() >= age => {
-                self.cut().await
+                out.extend(self.cut().await?);
             }
-            _ => Ok(None),
+            _ => {}
         }
+        Ok(out)
     }
 
     /// Seals whatever is open and waits for every segment to be written (end of input,
@@ -321,6 +359,7 @@ impl<'a> StreamSealer<'a> {
                 first: p.first,
                 last: p.last,
                 rejected: p.rejected,
+                absent: p.absent,
                 stats,
                 parquet,
             })
@@ -342,6 +381,7 @@ impl<'a> StreamSealer<'a> {
             first,
             last,
             rejected,
+            absent,
             stats,
             parquet,
         } = enc;
@@ -364,7 +404,7 @@ impl<'a> StreamSealer<'a> {
             last_offset: last,
             event_count: stats.event_count,
             rejected,
-            absent: Vec::new(),
+            absent,
             min_occurred_at: stats.min_occurred_at_us.map(format_micros),
             max_occurred_at: stats.max_occurred_at_us.map(format_micros),
             tenants: stats.tenants,
@@ -411,16 +451,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn cuts_chains_and_resumes_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
-            .await
-            .unwrap();
+        let store = Arc::new(
+            Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
+                .await
+                .unwrap(),
+        );
         let key = SigningKey::from_seed([1; 32]);
         let stream = StreamId::new("app", 0).unwrap();
         let limits = SegmentLimits {
             max_events: 4,
             ..Default::default()
         };
-        let mut s = StreamSealer::open(&store, key.clone(), stream.clone(), limits.clone())
+        let mut s = StreamSealer::open(store.clone(), key.clone(), stream.clone(), limits.clone())
             .await
             .unwrap();
         assert_eq!(s.resume_offset(), None);
@@ -454,7 +496,7 @@ mod tests {
             sealed[1].manifest.manifest.prev_manifest_sha256,
             hex::encode(sealed[0].manifest.chain_hash())
         );
-        let s2 = StreamSealer::open(&store, key, stream, limits)
+        let s2 = StreamSealer::open(store.clone(), key, stream, limits)
             .await
             .unwrap();
         assert_eq!(s2.resume_offset(), Some(11));
@@ -465,16 +507,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_quiet_stream_is_sealed_by_age() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
-            .await
-            .unwrap();
+        let store = Arc::new(
+            Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
+                .await
+                .unwrap(),
+        );
         let limits = SegmentLimits {
             max_events: 1000,
             max_bytes: u64::MAX,
             max_age: Some(Duration::from_millis(50)),
         };
         let mut s = StreamSealer::open(
-            &store,
+            store.clone(),
             SigningKey::from_seed([2; 32]),
             StreamId::new("quiet", 1).unwrap(),
             limits,
@@ -482,14 +526,23 @@ mod tests {
         .await
         .unwrap();
         assert!(s.push_event(0, &event(0), 10).await.unwrap().is_none());
-        assert!(s.tick().await.unwrap().is_none(), "too young to seal");
+        assert!(s.tick().await.unwrap().is_empty(), "too young to seal");
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(
-            s.tick().await.unwrap().is_none(),
+            s.tick().await.unwrap().is_empty(),
             "cut; encoding in the background"
         );
-        let written = s.flush().await.unwrap();
+        // Later ticks write it once encoded, without waiting for another cut.
+        let mut written = Vec::new();
+        for _ in 0..100 {
+            written.extend(s.tick().await.unwrap());
+            if !written.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].manifest.manifest.last_offset, 0);
+        assert!(s.flush().await.unwrap().is_empty());
     }
 }

@@ -1,0 +1,153 @@
+//! `cairn ingest`: flags and environment over the config file, signals, metrics endpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use cairn_ingest::{Ingest, IngestConfig, Metrics};
+
+#[derive(clap::Args)]
+pub struct IngestArgs {
+    /// TOML config file (docs/CONFIG.md documents every field). Flags and CAIRN_* environment
+    /// variables override it.
+    #[arg(long, value_name = "FILE", env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port…].
+    #[arg(long, env = "CAIRN_BROKERS")]
+    brokers: Option<String>,
+    /// Topics to consume, comma-separated; each partition is sealed as its own stream.
+    #[arg(long, env = "CAIRN_TOPICS", value_delimiter = ',')]
+    topics: Option<Vec<String>>,
+    /// Consumer group id.
+    #[arg(long, env = "CAIRN_GROUP")]
+    group: Option<String>,
+    /// Store: a directory (write-once vault) or s3://bucket[/prefix].
+    #[arg(long, env = "CAIRN_STORE")]
+    store: Option<String>,
+    /// Secret signing key file (from `cairn keygen`).
+    #[arg(long, env = "CAIRN_KEY")]
+    key: Option<PathBuf>,
+    /// Dead-letter topic: undecodable or invalid messages go there with the reason and their
+    /// original topic/partition/offset/timestamp in headers, bytes unchanged.
+    #[arg(long, env = "CAIRN_DLQ_TOPIC")]
+    dlq_topic: Option<String>,
+    /// Directory with audit_event.avsc and the writer schemas named in [schema_ids].
+    #[arg(long, env = "CAIRN_SCHEMA_DIR")]
+    schema_dir: Option<PathBuf>,
+    /// Cut a segment after this many events.
+    #[arg(long, env = "CAIRN_SEGMENT_EVENTS")]
+    segment_events: Option<u64>,
+    /// Seal a segment at most this many seconds after its first offset arrived (quiet
+    /// partitions still seal).
+    #[arg(long, env = "CAIRN_SEGMENT_MAX_AGE_SECS")]
+    segment_max_age_secs: Option<u64>,
+    /// A librdkafka property, KEY=VALUE (repeatable), e.g. --kafka session.timeout.ms=10000.
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    kafka: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
+    let mut cfg = match &args.config {
+        Some(p) => IngestConfig::load(p)?,
+        None => IngestConfig::default(),
+    };
+    if let Some(v) = args.brokers {
+        cfg.brokers = v;
+    }
+    if let Some(v) = args.topics {
+        cfg.topics = v;
+        cfg.topic_regex = None;
+    }
+    if let Some(v) = args.group {
+        cfg.group = v;
+    }
+    if let Some(v) = args.store {
+        cfg.store = v;
+    }
+    if let Some(v) = args.key {
+        cfg.key = v;
+    }
+    if let Some(v) = args.dlq_topic {
+        cfg.dlq_topic = v;
+    }
+    if let Some(v) = args.schema_dir {
+        cfg.schema_dir = v;
+    }
+    if let Some(v) = args.segment_events {
+        cfg.segment.max_events = v;
+    }
+    if let Some(v) = args.segment_max_age_secs {
+        cfg.segment.max_age_secs = v;
+    }
+    cfg.kafka.extend(args.kafka);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::default());
+    {
+        let shutdown = shutdown.clone();
+        rt.spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("cairn ingest: signal received");
+            shutdown.store(true, Ordering::Relaxed);
+        });
+    }
+    if let Some(addr) = cfg.metrics_addr.clone() {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(&addr))
+            .with_context(|| format!("binding metrics address {addr}"))?;
+        rt.spawn(serve_metrics(listener, metrics.clone()));
+    }
+    let ingest = Ingest::new(cfg, rt.handle().clone(), shutdown, metrics)?;
+    let summary = std::thread::Builder::new()
+        .name("cairn-ingest".into())
+        .spawn(move || ingest.run())
+        .context("starting the ingest thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("ingest thread panicked"))??;
+    println!(
+        "ingest stopped: sealed {} segments, {} events; {} messages dead-lettered",
+        summary.segments, summary.events, summary.dead_lettered
+    );
+    Ok(0)
+}
+
+/// A minimal HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz.
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/healthz" => ("200 OK", "ok\n".to_string()),
+                "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", "ready\n".into()),
+                "/readyz" => ("503 Service Unavailable", "not ready\n".into()),
+                _ => ("404 Not Found", "not found\n".into()),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}

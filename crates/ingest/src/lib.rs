@@ -1,0 +1,736 @@
+//! Kafka ingest: consumes topics in a consumer group and seals every partition as a stream.
+//!
+//! Exactly-once comes from the store, not from Kafka: on every partition assignment the
+//! position is the offset after the newest manifest of that stream (the beginning of the
+//! partition for a new stream), whatever the group has committed. Offsets are committed to
+//! Kafka only after a segment's manifest is stored, as a convenience for lag monitoring.
+//! Messages that cannot become events go to the dead-letter topic (original bytes, reason and
+//! origin in headers, delivery acknowledged) before their offset is recorded as rejected; gaps
+//! in the offsets Kafka delivers are recorded as absent. A store failure drops the partition's
+//! unsealed buffer and rewinds the consumer to the last manifest, with backoff.
+//!
+//! Invariants: ingest never commits an offset before the sealer's receipt (a written
+//! manifest); it never seals an offset twice (positions come from manifests); it only reaches
+//! storage through the sealer. Depends on format, store and sealer; never on query or verify.
+
+pub mod config;
+pub mod decode;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_format::SigningKey;
+use cairn_format::event::StreamId;
+use cairn_format::segment::PreparedEvent;
+use cairn_sealer::{SealError, SealedSegment, SegmentLimits, StreamSealer};
+use cairn_store::{Store, StoreOptions};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+pub use config::{ConfigError, IngestConfig};
+pub use decode::{DecodeError, Decoder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Schema(#[from] decode::SchemaError),
+    #[error("signing key: {0}")]
+    Key(#[from] cairn_format::KeyError),
+    #[error("store: {0}")]
+    Store(#[from] cairn_store::StoreError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(
+        "dead-letter topic {topic:?}: could not deliver message {origin} after {attempts} attempts: {message}"
+    )]
+    DeadLetter {
+        topic: String,
+        origin: String,
+        attempts: u32,
+        message: String,
+    },
+}
+
+/// Counters shared with the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_sealed: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub absent_offsets: AtomicU64,
+    pub segments_sealed: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub ready: AtomicBool,
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let c = |name: &str, help: &str, v: &AtomicU64| {
+            format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            )
+        };
+        [
+            c(
+                "cairn_events_sealed_total",
+                "Events in stored segments.",
+                &self.events_sealed,
+            ),
+            c(
+                "cairn_dead_lettered_total",
+                "Messages sent to the dead-letter topic.",
+                &self.dead_lettered,
+            ),
+            c(
+                "cairn_absent_offsets_total",
+                "Offsets Kafka never delivered, recorded as absent.",
+                &self.absent_offsets,
+            ),
+            c(
+                "cairn_segments_sealed_total",
+                "Segments whose manifest was stored.",
+                &self.segments_sealed,
+            ),
+            c(
+                "cairn_store_errors_total",
+                "Store failures (each rewinds a partition to its last manifest).",
+                &self.store_errors,
+            ),
+        ]
+        .concat()
+    }
+}
+
+struct Partition {
+    topic: String,
+    partition: i32,
+    stream: Arc<StreamId>,
+    sealer: StreamSealer,
+    /// Set after the consumer was positioned at the resume offset, until that offset (or proof
+    /// that it does not exist) has been seen.
+    probe: Option<Probe>,
+}
+
+/// Confirms a positioning before any skipped offset is believed.
+///
+/// Some brokers (tansu 0.6) answer a fetch at offset `o` with the first record batch whose
+/// *base* offset is `>= o`, skipping the rest of the batch that contains `o` (or returning
+/// nothing at all when that batch is the last). So the consumer is positioned [`REREAD`]
+/// records early, and a jump past the target before any earlier record was read is not proof
+/// that offsets are absent: the consumer is moved further back (already-sealed offsets are
+/// skipped) until it has read a record before the target, after which a jump is real.
+#[derive(Clone, Debug)]
+struct Probe {
+    target: i64,
+    /// How far before `target` the next re-positioning goes.
+    back: i64,
+    /// A record before `target` was read since the last positioning.
+    saw_before: bool,
+    /// The last re-positioning went to the beginning of the partition.
+    at_beginning: bool,
+    /// When the partition was last positioned.
+    since: Instant,
+}
+
+/// Records re-read before the resume offset on every positioning (see [`Probe`]).
+const REREAD: i64 = 512;
+
+/// Where to position a partition whose next unsealed offset is `resume`: a little before it,
+/// so that a broker that serves whole record batches from a batch start still returns the
+/// batch holding `resume`. Already-sealed records are skipped.
+fn start_position(resume: Option<i64>) -> Offset {
+    match resume {
+        Some(o) if o > REREAD => Offset::Offset(o - REREAD),
+        _ => Offset::Beginning,
+    }
+}
+
+impl Probe {
+    fn new(target: i64) -> Self {
+        Probe {
+            target,
+            back: REREAD * 8,
+            saw_before: false,
+            at_beginning: false,
+            since: Instant::now(),
+        }
+    }
+
+    /// The next, earlier position to try; `None` once the beginning was tried.
+    fn step_back(&mut self) -> Option<Offset> {
+        if self.at_beginning {
+            return None;
+        }
+        let position = if self.target - self.back <= 0 {
+            self.at_beginning = true;
+            Offset::Beginning
+        } else {
+            Offset::Offset(self.target - self.back)
+        };
+        self.back = self.back.saturating_mul(8);
+        self.saw_before = false;
+        self.since = Instant::now();
+        Some(position)
+    }
+}
+
+#[derive(Default)]
+struct Handover {
+    adopted: Vec<Partition>,
+    revoked: Vec<(String, i32)>,
+}
+
+struct Ctx {
+    rt: tokio::runtime::Handle,
+    store: Arc<Store>,
+    key: SigningKey,
+    limits: SegmentLimits,
+    handover: Mutex<Handover>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl ClientContext for Ctx {}
+
+impl Ctx {
+    /// Opens a partition's sealer, retrying while the store is unavailable.
+    fn open_partition(&self, topic: &str, partition: i32) -> Option<Partition> {
+        let stream = Arc::new(StreamId::new(topic, partition).ok()?);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let opened = self.rt.block_on(StreamSealer::open(
+                self.store.clone(),
+                self.key.clone(),
+                (*stream).clone(),
+                self.limits.clone(),
+            ));
+            match opened {
+                Ok(sealer) => {
+                    let probe = sealer.resume_offset().map(Probe::new);
+                    return Some(Partition {
+                        topic: topic.to_string(),
+                        partition,
+                        stream,
+                        sealer,
+                        probe,
+                    });
+                }
+                Err(e) => {
+                    eprintln!(
+                        "cairn ingest: cannot open stream {stream}: {e}; retrying in {backoff:?}"
+                    );
+                    if self.shutdown.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let parts: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                let mut adopted = Vec::new();
+                for (topic, partition) in parts {
+                    let Some(p) = self.open_partition(&topic, partition) else {
+                        continue;
+                    };
+                    // The position comes from the store, never from the group's offsets.
+                    let offset = start_position(p.sealer.resume_offset());
+                    eprintln!(
+                        "cairn ingest: assigned {topic}/{partition}, resuming at {:?} (reading from {offset:?})",
+                        p.sealer.resume_offset()
+                    );
+                    if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                        eprintln!("cairn ingest: cannot position {topic}/{partition}: {e}");
+                    }
+                    adopted.push(p);
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    eprintln!("cairn ingest: assign failed: {e}");
+                }
+                self.handover
+                    .lock()
+                    .expect("handover lock")
+                    .adopted
+                    .extend(adopted);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                eprintln!("cairn ingest: revoked {revoked:?}; dropping their unsealed buffers");
+                self.handover
+                    .lock()
+                    .expect("handover lock")
+                    .revoked
+                    .extend(revoked);
+                if let Err(e) = consumer.unassign() {
+                    eprintln!("cairn ingest: unassign failed: {e}");
+                }
+            }
+            other => eprintln!("cairn ingest: rebalance error {other:?}"),
+        }
+    }
+}
+
+/// Why handling a message stopped: a sealer error (recoverable by rewinding the partition) or
+/// a fatal one.
+enum Step {
+    Seal(SealError),
+    Fatal(IngestError),
+}
+
+impl From<SealError> for Step {
+    fn from(e: SealError) -> Self {
+        Step::Seal(e)
+    }
+}
+
+/// What a run did, for the exit summary.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub events: u64,
+    pub dead_lettered: u64,
+    pub segments: u64,
+}
+
+pub struct Ingest {
+    cfg: IngestConfig,
+    rt: tokio::runtime::Handle,
+    shutdown: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    pub fn new(
+        cfg: IngestConfig,
+        rt: tokio::runtime::Handle,
+        shutdown: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, IngestError> {
+        cfg.validate()?;
+        Ok(Ingest {
+            cfg,
+            rt,
+            shutdown,
+            metrics,
+        })
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.cfg.brokers);
+        for (k, v) in &self.cfg.kafka {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Runs on the calling (non-async) thread until `shutdown` is set, then seals what it holds,
+    /// commits and returns.
+    pub fn run(self) -> Result<Summary, IngestError> {
+        let decoder = Decoder::new(
+            &self.cfg.schema_dir,
+            &self.cfg.schema_ids,
+            self.cfg.max_message_bytes,
+        )?;
+        let key = SigningKey::load(&self.cfg.key)?;
+        let store = Arc::new(self.rt.block_on(Store::open(
+            &self.cfg.store,
+            &StoreOptions {
+                retention_days: self.cfg.retention_days,
+                read_only: false,
+            },
+        ))?);
+        let limits = SegmentLimits {
+            max_events: self.cfg.segment.max_events,
+            max_bytes: self.cfg.segment.max_bytes,
+            max_age: Some(self.cfg.segment.max_age()),
+        };
+        let ctx = Ctx {
+            rt: self.rt.clone(),
+            store,
+            key,
+            limits,
+            handover: Mutex::new(Handover::default()),
+            shutdown: self.shutdown.clone(),
+        };
+        let consumer: BaseConsumer<Ctx> = self
+            .client_config()
+            .set("group.id", &self.cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("isolation.level", "read_committed")
+            .create_with_context(ctx)?;
+        let producer: FutureProducer = self
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        match &self.cfg.topic_regex {
+            Some(re) => {
+                let pattern = if re.starts_with('^') {
+                    re.clone()
+                } else {
+                    format!("^{re}")
+                };
+                consumer.subscribe(&[&pattern])?
+            }
+            None => {
+                let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&topics)?
+            }
+        }
+        self.metrics.ready.store(true, Ordering::Relaxed);
+
+        let mut parts: Vec<Partition> = Vec::new();
+        let mut summary = Summary::default();
+        let mut leaf_buf = Vec::with_capacity(1024);
+        let mut last_tick = Instant::now();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let polled = consumer.poll(Duration::from_millis(100));
+            self.apply_handover(&consumer, &mut parts);
+            match polled {
+                None => {}
+                Some(Err(e)) => eprintln!("cairn ingest: consumer error: {e}"),
+                Some(Ok(m)) => {
+                    let idx = parts
+                        .iter()
+                        .position(|p| p.partition == m.partition() && p.topic == m.topic());
+                    if let Some(i) = idx {
+                        let result = self.handle(
+                            &consumer,
+                            &decoder,
+                            &producer,
+                            &mut parts[i],
+                            &m,
+                            &mut leaf_buf,
+                        )?;
+                        self.after_seal(&consumer, &mut parts, i, result, &mut summary)?;
+                    }
+                }
+            }
+            if last_tick.elapsed() >= Duration::from_millis(500) {
+                last_tick = Instant::now();
+                self.nudge_stalled_probes(&consumer, &mut parts)?;
+                for i in 0..parts.len() {
+                    let r = self.rt.block_on(parts[i].sealer.tick());
+                    self.after_seal(&consumer, &mut parts, i, r.map(Some), &mut summary)?;
+                }
+            }
+        }
+        eprintln!("cairn ingest: shutting down; sealing what is buffered");
+        self.metrics.ready.store(false, Ordering::Relaxed);
+        for i in 0..parts.len() {
+            let r = self.rt.block_on(parts[i].sealer.flush());
+            self.after_seal(&consumer, &mut parts, i, r.map(Some), &mut summary)?;
+        }
+        Ok(summary)
+    }
+
+    /// A positioned partition that has received nothing for a while: a broker that serves
+    /// batches from their start may be holding the target in a batch that begins before the
+    /// position, serving none of it. (tansu 0.6 also misreports the high watermark, so it cannot
+    /// be asked.) Step further back; already-sealed records are skipped.
+    fn nudge_stalled_probes(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        parts: &mut [Partition],
+    ) -> Result<(), IngestError> {
+        for part in parts.iter_mut() {
+            let Some(probe) = &mut part.probe else {
+                continue;
+            };
+            if probe.saw_before || probe.since.elapsed() < Duration::from_secs(2) {
+                continue;
+            }
+            match probe.step_back() {
+                Some(position) => {
+                    eprintln!(
+                        "cairn ingest: {}/{}: nothing received while resuming at offset {}; re-reading from {position:?}",
+                        part.topic, part.partition, probe.target
+                    );
+                    consumer.seek(
+                        &part.topic,
+                        part.partition,
+                        position,
+                        Duration::from_secs(10),
+                    )?;
+                }
+                None => part.probe = None, // read from the beginning: a quiet partition
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_handover(&self, consumer: &BaseConsumer<Ctx>, parts: &mut Vec<Partition>) {
+        let mut h = consumer.context().handover.lock().expect("handover lock");
+        for (topic, partition) in h.revoked.drain(..) {
+            parts.retain(|p| !(p.topic == topic && p.partition == partition));
+        }
+        for p in h.adopted.drain(..) {
+            parts.retain(|q| !(q.topic == p.topic && q.partition == p.partition));
+            parts.push(p);
+        }
+    }
+
+    /// Decodes one message and feeds it to its partition's sealer.
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        decoder: &Decoder,
+        producer: &FutureProducer,
+        part: &mut Partition,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        leaf_buf: &mut Vec<u8>,
+    ) -> Result<Result<Option<Vec<SealedSegment>>, SealError>, IngestError> {
+        match self.handle_inner(consumer, decoder, producer, part, m, leaf_buf) {
+            Ok(v) => Ok(Ok(v)),
+            Err(Step::Seal(e)) => Ok(Err(e)),
+            Err(Step::Fatal(e)) => Err(e),
+        }
+    }
+
+    fn handle_inner(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        decoder: &Decoder,
+        producer: &FutureProducer,
+        part: &mut Partition,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        leaf_buf: &mut Vec<u8>,
+    ) -> Result<Option<Vec<SealedSegment>>, Step> {
+        let offset = m.offset();
+        if let Some(probe) = &mut part.probe {
+            if offset < probe.target {
+                probe.saw_before = true;
+            } else if offset == probe.target || probe.saw_before {
+                part.probe = None; // positioned for sure: from here on a jump is real
+            } else if let Some(position) = probe.step_back() {
+                eprintln!(
+                    "cairn ingest: {}/{}: resuming at offset {} but the broker started at {offset}; re-reading from {position:?} to confirm",
+                    part.topic, part.partition, probe.target
+                );
+                consumer
+                    .seek(
+                        &part.topic,
+                        part.partition,
+                        position,
+                        Duration::from_secs(10),
+                    )
+                    .map_err(|e| Step::Fatal(e.into()))?;
+                return Ok(None);
+            } else {
+                part.probe = None; // read from the beginning: the offsets are really gone
+            }
+        }
+        let mut written = Vec::new();
+        match part.sealer.resume_offset() {
+            Some(next) if offset < next => return Ok(None), // already sealed
+            Some(next) if offset > next => {
+                // Kafka skipped offsets (transaction markers, compaction, aborted records).
+                eprintln!(
+                    "cairn ingest: {}/{}: offsets {next}..={} were not delivered; recording them as absent",
+                    part.topic,
+                    part.partition,
+                    offset - 1
+                );
+                self.metrics
+                    .absent_offsets
+                    .fetch_add((offset - next) as u64, Ordering::Relaxed);
+                written.extend(
+                    self.rt
+                        .block_on(part.sealer.push_absent(next, offset - 1))?,
+                );
+            }
+            _ => {}
+        }
+        let payload = m.payload().unwrap_or(&[]);
+        let decoded = decoder.decode(payload).and_then(|e| {
+            PreparedEvent::new(&part.stream, offset, e, leaf_buf)
+                .map_err(|e| DecodeError::Invalid(e.to_string()))
+        });
+        match decoded {
+            Ok(event) => {
+                written.extend(
+                    self.rt
+                        .block_on(part.sealer.push_prepared(&event, payload.len()))?,
+                );
+            }
+            Err(reason) => {
+                // On failure nothing is sealed or committed: the message is read again after
+                // a restart.
+                self.dead_letter(producer, m, &reason.to_string())
+                    .map_err(Step::Fatal)?;
+                self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                written.extend(
+                    self.rt
+                        .block_on(part.sealer.push_rejected(offset, payload.len()))?,
+                );
+            }
+        }
+        Ok(Some(written))
+    }
+
+    /// Produces the original message to the dead-letter topic and waits for the broker's ack.
+    fn dead_letter(
+        &self,
+        producer: &FutureProducer,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        reason: &str,
+    ) -> Result<(), IngestError> {
+        let partition = m.partition().to_string();
+        let offset = m.offset().to_string();
+        let timestamp = m
+            .timestamp()
+            .to_millis()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let origin = format!("{}/{}@{}", m.topic(), partition, offset);
+        let mut headers = OwnedHeaders::new();
+        if let Some(h) = m.headers() {
+            for h in h.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        for (k, v) in [
+            ("cairn.reason", reason),
+            ("cairn.original.topic", m.topic()),
+            ("cairn.original.partition", &partition),
+            ("cairn.original.offset", &offset),
+            ("cairn.original.timestamp", &timestamp),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut attempts = 0;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            attempts += 1;
+            let mut record = FutureRecord::to(&self.cfg.dlq_topic)
+                .payload(m.payload().unwrap_or(&[]))
+                .headers(headers.clone());
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            match self
+                .rt
+                .block_on(producer.send(record, Timeout::After(Duration::from_secs(30))))
+            {
+                Ok(_) => return Ok(()),
+                Err((e, _)) if attempts < 10 => {
+                    eprintln!("cairn ingest: dead-letter {origin}: {e}; retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err((e, _)) => {
+                    return Err(IngestError::DeadLetter {
+                        topic: self.cfg.dlq_topic.clone(),
+                        origin,
+                        attempts,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Commits what was sealed; on a sealer error rewinds the partition to its last manifest.
+    fn after_seal(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        parts: &mut [Partition],
+        i: usize,
+        result: Result<Option<Vec<SealedSegment>>, SealError>,
+        summary: &mut Summary,
+    ) -> Result<(), IngestError> {
+        match result {
+            Ok(None) => Ok(()),
+            Ok(Some(written)) => {
+                let p = &parts[i];
+                for s in &written {
+                    let m = &s.manifest.manifest;
+                    summary.segments += 1;
+                    summary.events += m.event_count;
+                    self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .events_sealed
+                        .fetch_add(m.event_count, Ordering::Relaxed);
+                }
+                if let Some(last) = written.last() {
+                    let mut tpl = TopicPartitionList::new();
+                    let next = last.manifest.manifest.last_offset + 1;
+                    tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next))?;
+                    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                        // Only an optimisation: positions come from manifests.
+                        eprintln!(
+                            "cairn ingest: commit {}/{} failed: {e}",
+                            p.topic, p.partition
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                let (topic, partition) = (parts[i].topic.clone(), parts[i].partition);
+                eprintln!(
+                    "cairn ingest: sealing {topic}/{partition} failed: {e}; rewinding to its last manifest"
+                );
+                if matches!(
+                    e,
+                    SealError::Store(cairn_store::StoreError::Conflict { .. })
+                ) {
+                    return Err(IngestError::Store(match e {
+                        SealError::Store(s) => s,
+                        _ => unreachable!(),
+                    }));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                let ctx = consumer.context();
+                let Some(fresh) = ctx.open_partition(&topic, partition) else {
+                    return Ok(());
+                };
+                let offset = start_position(fresh.sealer.resume_offset());
+                consumer.seek(&topic, partition, offset, Duration::from_secs(10))?;
+                parts[i] = fresh;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! `cairn ingest` against a real Kafka-protocol broker (tansu, memory storage, 127.0.0.1),
+//! with real Kafka clients (rdkafka) producing JSON, Confluent-framed Avro, Avro single-object
+//! and garbage, and `cairn verify` plus DuckDB checking the result.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use apache_avro::types::{Record, Value};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn producer(broker: &Broker) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i32, payload: &[u8]) {
+    let mut record = BaseRecord::<(), [u8]>::to(topic)
+        .partition(partition)
+        .payload(payload);
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((e, r)) => {
+                eprintln!("produce: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(50));
+                record = r;
+            }
+        }
+    }
+}
+
+fn json_event(i: u64, tenant: &str) -> String {
+    format!(
+        r#"{{"event_id":"00000000-0000-4000-8000-{i:012}","occurred_at":"2026-11-26T00:00:00.{:06}Z","tenant":"{tenant}","actor":{{"id":"u{i}","type":"user"}},"action":"read","resource":{{"type":"doc","id":"d{i}"}},"outcome":"success","source":"app","sensitivity":"internal","details":{{"n":"{i}"}}}}"#,
+        i % 1_000_000
+    )
+}
+
+fn avro_event(schema: &Schema, i: u64) -> Vec<u8> {
+    let mut r = Record::new(schema).unwrap();
+    r.put(
+        "event_id",
+        Value::Uuid(format!("00000000-0000-4000-8000-{i:012}").parse().unwrap()),
+    );
+    r.put(
+        "occurred_at",
+        Value::TimestampMicros(1_764_115_200_000_000 + i as i64),
+    );
+    r.put("tenant", "avro-tenant");
+    r.put(
+        "actor",
+        Value::Record(vec![
+            ("id".into(), Value::String(format!("svc{i}"))),
+            ("type".into(), Value::String("service".into())),
+            ("ip".into(), Value::Union(0, Box::new(Value::Null))),
+        ]),
+    );
+    r.put("action", "write");
+    r.put(
+        "resource",
+        Value::Record(vec![
+            ("type".into(), Value::String("doc".into())),
+            ("id".into(), Value::String(format!("d{i}"))),
+        ]),
+    );
+    r.put("outcome", Value::Enum(0, "success".into()));
+    r.put("source", "avro-app");
+    r.put("sensitivity", Value::Enum(0, "public".into()));
+    r.put("details", Value::Union(0, Box::new(Value::Null)));
+    apache_avro::to_avro_datum(schema, r).unwrap()
+}
+
+fn schema() -> Schema {
+    Schema::parse_str(&std::fs::read_to_string(repo().join("schemas/audit_event.avsc")).unwrap())
+        .unwrap()
+}
+
+struct Ingester {
+    child: Child,
+    assigned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Ingester {
+    fn drop(&mut self) {
+        // Never leave an ingest process behind when a test fails.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Ingester {
+    fn start(broker: &Broker, store: &str, key: &str, extra: &[&str]) -> Ingester {
+        Ingester::start_aged(broker, store, key, 1, extra)
+    }
+
+    fn start_aged(
+        broker: &Broker,
+        store: &str,
+        key: &str,
+        max_age_secs: u64,
+        extra: &[&str],
+    ) -> Ingester {
+        let mut child = cairn()
+            .args([
+                "ingest",
+                "--brokers",
+                &broker.addr,
+                "--topics",
+                "audit",
+                "--group",
+                "cairn-test",
+            ])
+            .args(["--store", store, "--key", key, "--dlq-topic", "audit.dlq"])
+            .args(["--schema-dir", repo().join("schemas").to_str().unwrap()])
+            .args(["--segment-max-age-secs", &max_age_secs.to_string()])
+            // Fail over from a killed member in seconds, not the default 45 s.
+            .args([
+                "--kafka",
+                "session.timeout.ms=6000",
+                "--kafka",
+                "heartbeat.interval.ms=1000",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let assigned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stderr = child.stderr.take().unwrap();
+        let flag = assigned.clone();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("assigned audit/") {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                eprintln!("[ingest] {line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Ingester {
+            child,
+            assigned,
+            log,
+        }
+    }
+
+    /// Waits until the group gave this instance partitions.
+    fn wait_assigned(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.assigned.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "no partitions assigned within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn saw(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then expect a clean exit 0 and return stdout.
+    fn terminate(mut self) -> String {
+        unsafe_kill(self.child.id(), "TERM");
+        let status = self.child.wait().unwrap();
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        }
+        assert_eq!(status.code(), Some(0), "ingest exit after SIGTERM");
+        stdout
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Polls `cairn verify --json` until the store holds `events` events with every partition's
+/// offsets covered up to `ends[p]`.
+fn wait_sealed(
+    store: &str,
+    public: &str,
+    events: u64,
+    ends: &[i64],
+    timeout: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = cairn()
+            .args(["verify", "--store", store, "--pubkey", public, "--json"])
+            .output()
+            .unwrap();
+        if let Ok(report) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            let streams = report["streams"].as_array().cloned().unwrap_or_default();
+            let covered = ends.iter().enumerate().all(|(p, end)| {
+                streams.iter().any(|s| {
+                    s["stream"] == format!("audit/{p}") && s["last_offset"].as_i64() == Some(*end)
+                })
+            });
+            if covered && report["events_checked"] == events {
+                return report;
+            }
+            if Instant::now() > deadline {
+                panic!("not sealed in time: {report:#}");
+            }
+        } else if Instant::now() > deadline {
+            panic!("verify: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Event ids in the store, via DuckDB (an independent reader), with duplicates kept.
+fn sealed_event_ids(store: &Path) -> Vec<String> {
+    let glob = format!("{}/v1/streams/audit/*/*.parquet", store.display());
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import duckdb\nfor (e,) in duckdb.sql(\"SELECT event_id FROM read_parquet('{glob}') ORDER BY 1\").fetchall(): print(e)"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn dead_letters(broker: &Broker, expect: usize) -> Vec<(String, i32, i64, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["audit.dlq"]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let h = m.headers().expect("dead letters carry headers");
+            let get = |k: &str| {
+                h.iter()
+                    .find(|x| x.key == k)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            out.push((
+                get("cairn.original.topic"),
+                get("cairn.original.partition").parse().unwrap(),
+                get("cairn.original.offset").parse().unwrap(),
+                get("cairn.reason"),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn valid_and_malformed_messages_across_three_partitions() {
+    let broker = Broker::start();
+    broker.create_topic("audit", 3);
+    broker.create_topic("audit.dlq", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let store_s = store.to_str().unwrap();
+
+    let p = producer(&broker);
+    let schema = schema();
+    let fp = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let sample = std::fs::read_to_string(data("sample.jsonl")).unwrap();
+    let mut counts = [0i64; 3];
+    let mut valid_ids = BTreeSet::new();
+    let mut bad = 0;
+    let mut put = |partition: usize, payload: &[u8]| {
+        send(&p, "audit", partition as i32, payload);
+        counts[partition] += 1;
+    };
+    for (i, line) in sample.lines().enumerate() {
+        put(i % 3, line.as_bytes());
+        if i % 7 == 6 {
+            bad += 1;
+        } else {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            valid_ids.insert(v["event_id"].as_str().unwrap().to_string());
+        }
+    }
+    for i in 0..6u64 {
+        let mut msg = vec![0u8, 0, 0, 0, 1]; // Confluent framing, schema id 1
+        msg.extend(avro_event(&schema, 1000 + i));
+        put(i as usize % 3, &msg);
+        valid_ids.insert(format!("00000000-0000-4000-8000-{:012}", 1000 + i));
+    }
+    for i in 0..2u64 {
+        let mut msg = vec![0xC3, 0x01];
+        msg.extend(&fp);
+        msg.extend(avro_event(&schema, 2000 + i));
+        put(i as usize, &msg);
+        valid_ids.insert(format!("00000000-0000-4000-8000-{:012}", 2000 + i));
+    }
+    let mut unknown_id = vec![0u8, 0, 0, 0, 99];
+    unknown_id.extend(avro_event(&schema, 3000));
+    put(2, &unknown_id);
+    put(1, &[0xff, 0xfe, 0x00, 0x01]);
+    bad += 2;
+    p.flush(Duration::from_secs(10)).unwrap();
+    let valid = valid_ids.len() as u64;
+    assert_eq!((valid, bad), (51, 9));
+
+    let ingest = Ingester::start(&broker, store_s, &keys.key, &["--segment-events", "7"]);
+    let ends: Vec<i64> = counts.iter().map(|c| c - 1).collect();
+    let report = wait_sealed(store_s, &keys.public, valid, &ends, Duration::from_secs(60));
+    let stdout = ingest.terminate();
+    assert!(stdout.contains("ingest stopped"), "{stdout}");
+
+    assert_eq!(report["intact"], true, "{report:#}");
+    let rejected: u64 = report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rejected_offsets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        rejected, bad as u64,
+        "every bad message is accounted for: {report:#}"
+    );
+    for s in report["streams"].as_array().unwrap() {
+        assert_eq!(s["first_offset"], 0, "{s}");
+    }
+    let ids = sealed_event_ids(&store);
+    assert_eq!(ids.len() as u64, valid, "no duplicates");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), valid_ids);
+
+    let dlq = dead_letters(&broker, bad);
+    assert_eq!(dlq.len(), bad, "{dlq:#?}");
+    assert!(
+        dlq.iter()
+            .all(|(t, _, _, reason)| t == "audit" && !reason.is_empty())
+    );
+    let reasons: Vec<&str> = dlq.iter().map(|d| d.3.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("unknown schema id 99")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("missing field `tenant`")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("audit", 3);
+    broker.create_topic("audit.dlq", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let store_s = store.to_str().unwrap().to_string();
+
+    // A producer writing steadily (~50 s) while ingest is killed and restarted.
+    const TOTAL: u64 = 3000;
+    let addr = broker.addr.clone();
+    let producing = std::thread::spawn(move || {
+        let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &addr)
+            .set("acks", "all")
+            .create()
+            .unwrap();
+        for i in 0..TOTAL {
+            send(
+                &p,
+                "audit",
+                (i % 3) as i32,
+                json_event(i, ["a", "b", "c", "d"][(i % 4) as usize]).as_bytes(),
+            );
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(170));
+            }
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+    });
+
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rand = move |lo: u64, hi: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (seed >> 33) % (hi - lo)
+    };
+    for cycle in 0..10 {
+        let ingest = Ingester::start(&broker, &store_s, &keys.key, &["--segment-events", "40"]);
+        ingest.wait_assigned(Duration::from_secs(30));
+        let ms = rand(200, 1500);
+        std::thread::sleep(Duration::from_millis(ms));
+        eprintln!("cycle {cycle}: kill -9 after {ms} ms");
+        ingest.kill9();
+    }
+    producing.join().unwrap();
+
+    let ingest = Ingester::start(&broker, &store_s, &keys.key, &["--segment-events", "40"]);
+    let ends = [999, 999, 999];
+    let report = wait_sealed(
+        &store_s,
+        &keys.public,
+        TOTAL,
+        &ends,
+        Duration::from_secs(90),
+    );
+    ingest.terminate();
+    assert_eq!(report["intact"], true, "{report:#}");
+    // Orphan Parquet files from kills between the two writes are reused, not left behind.
+    let ids = sealed_event_ids(&store);
+    assert_eq!(ids.len() as u64, TOTAL, "no duplicates, no losses");
+    let unique: BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len() as u64, TOTAL);
+}
+
+/// tansu answers a fetch in the middle of a record batch with the *next* batch. Resuming there
+/// must re-read instead of recording the rest of the batch as absent (a silent loss).
+#[test]
+fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("audit", 1);
+    broker.create_topic("audit.dlq", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let store_s = store.to_str().unwrap();
+    // 20 records in one batch.
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("linger.ms", "500")
+        .create()
+        .unwrap();
+    for i in 0..20 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    // Segments of 7 events, no age cut: offsets 0..=13 sealed, 14..=19 buffered when killed.
+    let first = Ingester::start_aged(&broker, store_s, &keys.key, 600, &["--segment-events", "7"]);
+    wait_sealed(store_s, &keys.public, 14, &[13], Duration::from_secs(30));
+    first.kill9();
+
+    let second = Ingester::start(&broker, store_s, &keys.key, &[]);
+    let report = wait_sealed(store_s, &keys.public, 20, &[19], Duration::from_secs(60));
+    let log = second.saw();
+    second.terminate();
+    assert_eq!(report["streams"][0]["absent_offsets"], 0, "{report:#}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("resuming at Some(14) (reading from Beginning)")),
+        "{log:#?}"
+    );
+    assert_eq!(sealed_event_ids(&store).len(), 20);
+}
+
+/// The same with a record batch larger than the re-read window: the consumer must keep
+/// stepping back (the broker holds records past the resume offset but serves none).
+#[test]
+fn resuming_in_the_middle_of_a_large_record_batch_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("audit", 1);
+    broker.create_topic("audit.dlq", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let store_s = store.to_str().unwrap();
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("linger.ms", "2000")
+        .set("batch.size", "10000000")
+        .set("batch.num.messages", "10000")
+        .create()
+        .unwrap();
+    for i in 0..2000 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    let first = Ingester::start_aged(
+        &broker,
+        store_s,
+        &keys.key,
+        600,
+        &["--segment-events", "1500"],
+    );
+    wait_sealed(
+        store_s,
+        &keys.public,
+        1500,
+        &[1499],
+        Duration::from_secs(60),
+    );
+    first.kill9();
+
+    let second = Ingester::start(&broker, store_s, &keys.key, &[]);
+    let report = wait_sealed(
+        store_s,
+        &keys.public,
+        2000,
+        &[1999],
+        Duration::from_secs(60),
+    );
+    let log = second.saw();
+    second.terminate();
+    assert_eq!(report["streams"][0]["absent_offsets"], 0, "{report:#}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("nothing received while resuming at offset 1500")),
+        "{log:#?}"
+    );
+}
