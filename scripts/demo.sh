@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs cairn end to end on generated sample data: keygen, seal (with malformed lines) into a
-# local write-once vault and into S3 with Object Lock (a local moto_server), verify both, then
-# tamper with a copy and show verify catching it. Installs what it needs; leaves its work in
-# ${DEMO_DIR:-.demo}.
+# Runs cairn end to end on generated sample data: keygen; Kafka ingest (a local tansu broker,
+# 3 partitions, some malformed messages → dead-letter topic) into a write-once vault; seal a
+# JSONL file into S3 with Object Lock (a local moto_server); verify both; then tamper with a
+# copy and show verify catching it. Installs what it needs (tansu is built once, ~7 min);
+# leaves its work in ${DEMO_DIR:-.demo}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
@@ -10,6 +11,7 @@ DIR="${DEMO_DIR:-$PWD/.demo}"
 EVENTS="${EVENTS:-20000}"
 
 scripts/ensure-python-deps.sh
+TANSU="$(scripts/ensure-tansu.sh)"
 echo "== building cairn"
 cargo build --release --locked -p cairn
 CAIRN="$CARGO_TARGET_DIR/release/cairn"
@@ -22,25 +24,60 @@ python3 scripts/gen_events.py --count "$EVENTS" --out "$DIR/events.jsonl" --seed
 echo "== cairn keygen"
 "$CAIRN" keygen --out "$DIR/keys"
 
-echo "== cairn seal → local vault"
-"$CAIRN" seal --input "$DIR/events.jsonl" --source-id billing --store "$DIR/vault" \
-  --key "$DIR/keys/signing.key" --segment-events 5000 --rejects "$DIR/rejects.jsonl"
-echo "first rejected line:"; head -n 1 "$DIR/rejects.jsonl"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 150); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$1))" 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 did not open" >&2; return 1; }
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 
-echo "== cairn verify (local)"
+echo "== Kafka: starting tansu on 127.0.0.1, topics audit (3 partitions) and audit.dlq"
+KPORT=$(free_port)
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" \
+  --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
+PIDS+=($!)
+wait_port "$KPORT"
+"$TANSU" topic create audit --partitions 3 --broker "tcp://127.0.0.1:$KPORT"
+"$TANSU" topic create audit.dlq --partitions 1 --broker "tcp://127.0.0.1:$KPORT"
+python3 scripts/produce.py --brokers "127.0.0.1:$KPORT" --topic audit --partitions 3 "$DIR/events.jsonl"
+
+cat >"$DIR/cairn.toml" <<TOML
+brokers = "127.0.0.1:$KPORT"
+topics = ["audit"]
+group = "cairn-demo"
+store = "$DIR/vault"
+key = "$DIR/keys/signing.key"
+dlq_topic = "audit.dlq"
+schema_dir = "$PWD/schemas"
+[segment]
+max_events = 5000
+max_age_secs = 2
+TOML
+echo "== cairn ingest --config $DIR/cairn.toml (until all $EVENTS offsets are sealed)"
+"$CAIRN" ingest --config "$DIR/cairn.toml" >"$DIR/ingest.out" 2>"$DIR/ingest.log" &
+INGEST=$!
+PIDS+=($INGEST)
+for _ in $(seq 120); do
+  sealed=$("$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" --json 2>/dev/null \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(sum(s["events"]+s["rejected_offsets"]+s["absent_offsets"] for s in r["streams"]))' 2>/dev/null || echo 0)
+  [ "$sealed" -ge "$EVENTS" ] && break
+  sleep 1
+done
+kill -TERM "$INGEST"; wait "$INGEST"
+cat "$DIR/ingest.out"
+
+echo "== cairn verify (local vault written by ingest)"
 "$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub"
 
-echo "== S3 with Object Lock: starting moto_server on 127.0.0.1"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "== S3 with Object Lock: starting moto_server on 127.0.0.1, cairn seal of the JSONL file"
+PORT=$(free_port)
 python3 -m moto.server -H 127.0.0.1 -p "$PORT" >"$DIR/moto.log" 2>&1 &
-MOTO=$!
-trap 'kill $MOTO 2>/dev/null || true' EXIT
+PIDS+=($!)
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
   AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
-for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break; sleep 0.2; done
+wait_port "$PORT"
 python3 tests/services/s3_admin.py create-bucket audit --lock --default-retention-days 1
 "$CAIRN" seal --input "$DIR/events.jsonl" --source-id billing --store s3://audit/demo \
   --key "$DIR/keys/signing.key" --segment-events 5000 --rejects "$DIR/rejects-s3.jsonl"
+echo "first rejected line:"; head -n 1 "$DIR/rejects-s3.jsonl"
 "$CAIRN" verify --store s3://audit/demo --pubkey "$DIR/keys/signing.pub"
 
 echo "== tampering with a copy of the local vault (one flipped byte in a Parquet file)"

@@ -559,3 +559,73 @@ fn resuming_in_the_middle_of_a_large_record_batch_loses_nothing() {
         "{log:#?}"
     );
 }
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
+    let broker = Broker::start();
+    broker.create_topic("audit", 3);
+    broker.create_topic("audit.dlq", 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let store_s = store.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+
+    let a = Ingester::start(
+        &broker,
+        store_s,
+        &keys.key,
+        &["--segment-events", "25", "--metrics-addr", &metrics],
+    );
+    a.wait_assigned(Duration::from_secs(30));
+    let p = producer(&broker);
+    for i in 0..300u64 {
+        send(&p, "audit", (i % 3) as i32, json_event(i, "t").as_bytes());
+        if i == 100 {
+            p.flush(Duration::from_secs(10)).unwrap();
+        }
+    }
+    let b = Ingester::start(&broker, store_s, &keys.key, &["--segment-events", "25"]);
+    b.wait_assigned(Duration::from_secs(60));
+    for i in 300..600u64 {
+        send(&p, "audit", (i % 3) as i32, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let report = wait_sealed(
+        store_s,
+        &keys.public,
+        600,
+        &[199, 199, 199],
+        Duration::from_secs(90),
+    );
+    assert_eq!(report["intact"], true, "{report:#}");
+
+    let body = http_get(&metrics, "/metrics");
+    assert!(body.contains("cairn_events_sealed_total"), "{body}");
+    assert!(http_get(&metrics, "/healthz").starts_with("HTTP/1.1 200"));
+    let (a_log, b_log) = (a.saw(), b.saw());
+    a.terminate();
+    b.terminate();
+    let mine = |log: &[String]| log.iter().filter(|l| l.contains("assigned audit/")).count();
+    assert!(
+        mine(&a_log) > 0 && mine(&b_log) > 0,
+        "both instances got partitions"
+    );
+    let ids = sealed_event_ids(&store);
+    assert_eq!(ids.len(), 600, "each event sealed once");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 600);
+}

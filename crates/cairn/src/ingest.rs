@@ -42,6 +42,9 @@ pub struct IngestArgs {
     /// partitions still seal).
     #[arg(long, env = "CAIRN_SEGMENT_MAX_AGE_SECS")]
     segment_max_age_secs: Option<u64>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this host:port.
+    #[arg(long, env = "CAIRN_METRICS_ADDR")]
+    metrics_addr: Option<String>,
     /// A librdkafka property, KEY=VALUE (repeatable), e.g. --kafka session.timeout.ms=10000.
     #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = parse_kv)]
     kafka: Vec<(String, String)>,
@@ -85,6 +88,9 @@ pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
     }
     if let Some(v) = args.segment_max_age_secs {
         cfg.segment.max_age_secs = v;
+    }
+    if let Some(v) = args.metrics_addr {
+        cfg.metrics_addr = Some(v);
     }
     cfg.kafka.extend(args.kafka);
     let shutdown = Arc::new(AtomicBool::new(false));

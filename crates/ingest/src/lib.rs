@@ -449,6 +449,7 @@ impl Ingest {
             }
         }
         eprintln!("cairn ingest: shutting down; sealing what is buffered");
+        summary.dead_lettered = self.metrics.dead_lettered.load(Ordering::Relaxed);
         self.metrics.ready.store(false, Ordering::Relaxed);
         for i in 0..parts.len() {
             let r = self.rt.block_on(parts[i].sealer.flush());
