@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Ingest benchmark, one run on the same topic (3 partitions, EVENTS events from
+# scripts/gen_events.py, produced to a local tansu broker):
+#   raw:   a plain librdkafka consumer (confluent-kafka, batch consume) that only counts messages
+#   cairn: `cairn ingest` from Kafka to sealed, verified segments (time until every offset of
+#          every partition is in a stored manifest), plus its peak RSS
+# Build first: cargo build --release -p cairn.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"; cd "$ROOT"
+CAIRN="${CAIRN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}/release/cairn}"
+EVENTS="${EVENTS:-1000000}"
+DIR="${BENCH_DIR:-/tmp/cairn-bench-ingest}"
+TANSU="$(scripts/ensure-tansu.sh)"
+scripts/ensure-python-deps.sh
+[ -x "$CAIRN" ] || { echo "build cairn first: cargo build --release -p cairn" >&2; exit 1; }
+if [ -d "$DIR" ]; then chmod -R u+w "$DIR"; rm -rf "$DIR"; fi
+mkdir -p "$DIR"
+PIDS=(); trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+  --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break; sleep 0.2; done
+"$TANSU" topic create audit --partitions 3 --broker "tcp://127.0.0.1:$PORT" >/dev/null
+"$TANSU" topic create audit.dlq --partitions 1 --broker "tcp://127.0.0.1:$PORT" >/dev/null
+python3 scripts/gen_events.py --count "$EVENTS" --out "$DIR/events.jsonl" --seed 1
+python3 scripts/produce.py --brokers "127.0.0.1:$PORT" --topic audit --partitions 3 "$DIR/events.jsonl"
+
+echo "== raw consumption (confluent-kafka, counting only)"
+RAW=$(python3 - "$PORT" "$EVENTS" <<'PY'
+import sys, time
+from confluent_kafka import Consumer
+port, n = sys.argv[1], int(sys.argv[2])
+c = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "raw-count",
+              "auto.offset.reset": "earliest", "enable.auto.commit": False})
+c.subscribe(["audit"])
+got, t0, first = 0, time.time(), None
+while got < n and time.time() - t0 < 600:
+    for m in c.consume(num_messages=10000, timeout=1.0):
+        if m.error() is None:
+            if first is None: first = time.time()
+            got += 1
+print(f"{got} {time.time() - first:.3f}")
+PY
+)
+read -r RAW_N RAW_S <<<"$RAW"
+echo "raw: $RAW_N messages in ${RAW_S}s (from the first message)"
+
+echo "== cairn ingest"
+"$CAIRN" keygen --out "$DIR/keys" >/dev/null
+START=$(date +%s.%N)
+/usr/bin/time -f '%e %M' -o "$DIR/ingest.time" "$CAIRN" ingest --brokers "127.0.0.1:$PORT" --topics audit \
+  --group cairn-bench --store "$DIR/vault" --key "$DIR/keys/signing.key" --dlq-topic audit.dlq \
+  --schema-dir "$ROOT/schemas" --segment-max-age-secs 2 >"$DIR/ingest.out" 2>"$DIR/ingest.log" &
+PIDS+=($!)
+# Done when the stored manifests cover all offsets (read from the manifests, not trusted: the
+# verify step below re-checks everything).
+while :; do
+  covered=$(python3 - "$DIR/vault" <<'PY'
+import json, pathlib, sys
+n = 0
+for m in pathlib.Path(sys.argv[1]).glob("v1/streams/audit/*/*.manifest"):
+    b = json.loads(m.read_text().split("\n", 1)[0]); n += b["last_offset"] - b["first_offset"] + 1
+print(n)
+PY
+)
+  [ "$covered" -ge "$EVENTS" ] && break
+  sleep 0.2
+done
+END=$(date +%s.%N)
+pkill -TERM -f "^$CAIRN ingest --brokers 127.0.0.1:$PORT" || true  # not /usr/bin/time itself
+wait "${PIDS[1]}" 2>/dev/null || true
+sleep 1
+read -r _ RSS_KB < "$DIR/ingest.time"
+"$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" | tail -1
+python3 - "$RAW_N" "$RAW_S" "$START" "$END" "$RSS_KB" "$EVENTS" <<'PY'
+import sys
+raw_n, raw_s, start, end, rss, n = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+cairn_s = end - start
+print(f"raw consumer : {raw_n:>9} msgs in {raw_s:6.2f}s = {raw_n/raw_s:>10,.0f} msg/s")
+print(f"cairn ingest : {n:>9} evts in {cairn_s:6.2f}s = {n/cairn_s:>10,.0f} ev/s (start to last manifest, incl. startup/rebalance)")
+print(f"ratio cairn/raw: {(n/cairn_s)/(raw_n/raw_s):.2f}x   (target >= 0.8x)")
+print(f"cairn ingest peak RSS: {rss/1024:.1f} MiB (target <= 512 MiB)")
+PY
