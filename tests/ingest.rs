@@ -463,16 +463,22 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(unique.len() as u64, TOTAL);
 }
 
-/// tansu answers a fetch in the middle of a record batch with the *next* batch. Resuming there
-/// must re-read instead of recording the rest of the batch as absent (a silent loss).
-#[test]
-fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
+/// A broker with a one-partition `audit` topic, keys and a store path.
+fn one_partition() -> (Broker, tempfile::TempDir, Keys, std::path::PathBuf) {
     let broker = Broker::start();
     broker.create_topic("audit", 1);
     broker.create_topic("audit.dlq", 1);
     let tmp = tempfile::tempdir().unwrap();
     let keys = keygen(tmp.path());
     let store = tmp.path().join("vault");
+    (broker, tmp, keys, store)
+}
+
+/// tansu answers a fetch in the middle of a record batch with the *next* batch. Resuming there
+/// must re-read instead of recording the rest of the batch as absent (a silent loss).
+#[test]
+fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
+    let (broker, _tmp, keys, store) = one_partition();
     let store_s = store.to_str().unwrap();
     // 20 records in one batch.
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -507,12 +513,7 @@ fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
 /// stepping back (the broker holds records past the resume offset but serves none).
 #[test]
 fn resuming_in_the_middle_of_a_large_record_batch_loses_nothing() {
-    let broker = Broker::start();
-    broker.create_topic("audit", 1);
-    broker.create_topic("audit.dlq", 1);
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = keygen(tmp.path());
-    let store = tmp.path().join("vault");
+    let (broker, _tmp, keys, store) = one_partition();
     let store_s = store.to_str().unwrap();
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)

@@ -427,14 +427,18 @@ impl Ingest {
                         .iter()
                         .position(|p| p.partition == m.partition() && p.topic == m.topic());
                     if let Some(i) = idx {
-                        let result = self.handle(
+                        let result = match self.handle(
                             &consumer,
                             &decoder,
                             &producer,
                             &mut parts[i],
                             &m,
                             &mut leaf_buf,
-                        )?;
+                        ) {
+                            Ok(written) => Ok(written),
+                            Err(Step::Seal(e)) => Err(e),
+                            Err(Step::Fatal(e)) => return Err(e),
+                        };
                         self.after_seal(&consumer, &mut parts, i, result, &mut summary)?;
                     }
                 }
@@ -505,24 +509,7 @@ impl Ingest {
     }
 
     /// Decodes one message and feeds it to its partition's sealer.
-    #[allow(clippy::too_many_arguments)]
     fn handle(
-        &self,
-        consumer: &BaseConsumer<Ctx>,
-        decoder: &Decoder,
-        producer: &FutureProducer,
-        part: &mut Partition,
-        m: &rdkafka::message::BorrowedMessage<'_>,
-        leaf_buf: &mut Vec<u8>,
-    ) -> Result<Result<Option<Vec<SealedSegment>>, SealError>, IngestError> {
-        match self.handle_inner(consumer, decoder, producer, part, m, leaf_buf) {
-            Ok(v) => Ok(Ok(v)),
-            Err(Step::Seal(e)) => Ok(Err(e)),
-            Err(Step::Fatal(e)) => Err(e),
-        }
-    }
-
-    fn handle_inner(
         &self,
         consumer: &BaseConsumer<Ctx>,
         decoder: &Decoder,
