@@ -630,3 +630,95 @@ fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
     assert_eq!(ids.len(), 600, "each event sealed once");
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 600);
 }
+
+/// Committed group offset of `audit/0` (confluent-kafka, an independent client).
+fn committed_offset(broker: &Broker, group: &str) -> i64 {
+    let script = format!(
+        "from confluent_kafka import Consumer, TopicPartition\nc = Consumer({{'bootstrap.servers': '{}', 'group.id': '{group}'}})\nprint(c.committed([TopicPartition('audit', 0)], timeout=10)[0].offset)",
+        broker.addr
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Highest offset covered by a manifest in `store` (read directly, for the outage test).
+fn sealed_through(store: &Path) -> i64 {
+    let dir = store.join("v1/streams/audit/0");
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                let range = name.strip_suffix(".manifest")?;
+                range.split_once('-')?.1.parse::<i64>().ok()
+            })
+            .max()
+            .unwrap_or(-1)
+        })
+        .unwrap_or(-1)
+}
+
+#[test]
+fn a_store_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
+    let (broker, _tmp, keys, store) = one_partition();
+    let store_s = store.to_str().unwrap();
+    let p = producer(&broker);
+    for i in 0..200u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let ingest = Ingester::start(&broker, store_s, &keys.key, &["--segment-events", "20"]);
+    wait_sealed(store_s, &keys.public, 200, &[199], Duration::from_secs(60));
+
+    // The store goes away: its directory is replaced by a plain file.
+    let away = store.with_extension("away");
+    std::fs::rename(&store, &away).unwrap();
+    std::fs::write(&store, b"not a directory").unwrap();
+    for i in 200..400u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ingest
+        .saw()
+        .iter()
+        .any(|l| l.contains("rewinding to its last manifest"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no store error seen: {:#?}",
+            ingest.saw()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let committed = committed_offset(&broker, "cairn-test");
+    assert!(
+        committed <= sealed_through(&away) + 1,
+        "committed {committed} beyond the last manifest {}",
+        sealed_through(&away)
+    );
+    assert_eq!(
+        sealed_through(&away),
+        199,
+        "nothing sealed while the store is away"
+    );
+
+    // The store comes back: everything is sealed once.
+    std::fs::remove_file(&store).unwrap();
+    std::fs::rename(&away, &store).unwrap();
+    let report = wait_sealed(store_s, &keys.public, 400, &[399], Duration::from_secs(60));
+    ingest.terminate();
+    assert_eq!(report["intact"], true, "{report:#}");
+    let ids = sealed_event_ids(&store);
+    assert_eq!(ids.len(), 400);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 400);
+    assert_eq!(committed_offset(&broker, "cairn-test"), 400);
+}
