@@ -150,8 +150,44 @@ struct RawEvent {
     outcome: Outcome,
     source: String,
     sensitivity: Sensitivity,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_details")]
     details: Option<BTreeMap<String, String>>,
+}
+
+/// `details` as a map, refusing duplicate keys (a plain map would silently keep the last).
+fn unique_details<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of strings to strings, or null")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = a.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                }
+                out.insert(k, v);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Unique)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -191,9 +227,11 @@ impl AuditEvent {
                 }
                 let msg = strip_position(&inner.to_string());
                 // serde reports a missing field at the enclosing object: name the field itself.
+                let names_field =
+                    msg.starts_with("missing field") || msg.starts_with("duplicate field");
                 let field = match named_field(&msg) {
-                    Some(f) if msg.starts_with("missing field") && path == "." => f,
-                    Some(f) if msg.starts_with("missing field") => format!("{path}.{f}"),
+                    Some(f) if names_field && path == "." => f,
+                    Some(f) if names_field => format!("{path}.{f}"),
                     _ => path,
                 };
                 return Err(EventError::Field {
@@ -328,6 +366,18 @@ mod tests {
         assert!(matches!(err(&bad_ts), EventError::Field { field, .. } if field == "occurred_at"));
         let bad_ip = GOOD.replace("10.0.0.1", "ten");
         assert!(matches!(err(&bad_ip), EventError::Field { field, .. } if field == "actor.ip"));
+        let dup = GOOD.replace(r#""a":"1""#, r#""a":"1","a":"3""#);
+        assert!(
+            matches!(err(&dup), EventError::Field { field, message } if field == "details" && message.contains("duplicate key `a`")),
+            "{:?}",
+            err(&dup)
+        );
+        let dup_field = GOOD.replace(r#""tenant":"acme","#, r#""tenant":"acme","tenant":"evil","#);
+        assert!(
+            matches!(err(&dup_field), EventError::Field { ref field, .. } if field == "tenant"),
+            "{:?}",
+            err(&dup_field)
+        );
         let bad_detail = GOOD.replace(r#""a":"1""#, r#""a":1"#);
         assert!(
             matches!(err(&bad_detail), EventError::Field { field, .. } if field == "details.a")
