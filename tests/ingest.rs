@@ -301,12 +301,7 @@ fn dead_letters(broker: &Broker, expect: usize) -> Vec<(String, i32, i64, String
 
 #[test]
 fn valid_and_malformed_messages_across_three_partitions() {
-    let broker = Broker::start();
-    broker.create_topic("audit", 3);
-    broker.create_topic("audit.dlq", 1);
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = keygen(tmp.path());
-    let store = tmp.path().join("vault");
+    let (broker, _tmp, keys, store) = setup(3);
     let store_s = store.to_str().unwrap();
 
     let p = producer(&broker);
@@ -394,12 +389,7 @@ fn valid_and_malformed_messages_across_three_partitions() {
 
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let broker = Broker::start();
-    broker.create_topic("audit", 3);
-    broker.create_topic("audit.dlq", 1);
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = keygen(tmp.path());
-    let store = tmp.path().join("vault");
+    let (broker, _tmp, keys, store) = setup(3);
     let store_s = store.to_str().unwrap().to_string();
 
     // A producer writing steadily (~50 s) while ingest is killed and restarted.
@@ -463,10 +453,11 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(unique.len() as u64, TOTAL);
 }
 
-/// A broker with a one-partition `audit` topic, keys and a store path.
-fn one_partition() -> (Broker, tempfile::TempDir, Keys, std::path::PathBuf) {
+/// A broker with an `audit` topic of `partitions` partitions and `audit.dlq`, keys and a store
+/// path (inside the returned temporary directory).
+fn setup(partitions: u32) -> (Broker, tempfile::TempDir, Keys, std::path::PathBuf) {
     let broker = Broker::start();
-    broker.create_topic("audit", 1);
+    broker.create_topic("audit", partitions);
     broker.create_topic("audit.dlq", 1);
     let tmp = tempfile::tempdir().unwrap();
     let keys = keygen(tmp.path());
@@ -478,7 +469,7 @@ fn one_partition() -> (Broker, tempfile::TempDir, Keys, std::path::PathBuf) {
 /// must re-read instead of recording the rest of the batch as absent (a silent loss).
 #[test]
 fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
-    let (broker, _tmp, keys, store) = one_partition();
+    let (broker, _tmp, keys, store) = setup(1);
     let store_s = store.to_str().unwrap();
     // 20 records in one batch.
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -513,7 +504,7 @@ fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
 /// stepping back (the broker holds records past the resume offset but serves none).
 #[test]
 fn resuming_in_the_middle_of_a_large_record_batch_loses_nothing() {
-    let (broker, _tmp, keys, store) = one_partition();
+    let (broker, _tmp, keys, store) = setup(1);
     let store_s = store.to_str().unwrap();
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
@@ -573,12 +564,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
-    let broker = Broker::start();
-    broker.create_topic("audit", 3);
-    broker.create_topic("audit.dlq", 1);
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = keygen(tmp.path());
-    let store = tmp.path().join("vault");
+    let (broker, _tmp, keys, store) = setup(3);
     let store_s = store.to_str().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -668,7 +654,7 @@ fn sealed_through(store: &Path) -> i64 {
 
 #[test]
 fn a_store_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
-    let (broker, _tmp, keys, store) = one_partition();
+    let (broker, _tmp, keys, store) = setup(1);
     let store_s = store.to_str().unwrap();
     let p = producer(&broker);
     for i in 0..200u64 {
