@@ -93,6 +93,15 @@ struct Pending {
     opened: Instant,
 }
 
+/// Appends `first..=last` to ascending inclusive `ranges`, merging with the last range when
+/// adjacent (manifests list merged ranges).
+fn extend_ranges(ranges: &mut Vec<[i64; 2]>, first: i64, last: i64) {
+    match ranges.last_mut() {
+        Some(r) if r[1] + 1 == first => r[1] = last,
+        _ => ranges.push([first, last]),
+    }
+}
+
 /// A cut segment whose Parquet encoding has finished, ready to be written.
 struct Encoded {
     first: i64,
@@ -270,10 +279,7 @@ impl StreamSealer {
         input_len: usize,
     ) -> Result<Option<SealedSegment>, SealError> {
         let p = self.begin(offset)?;
-        match p.rejected.last_mut() {
-            Some(r) if r[1] + 1 == offset => r[1] = offset,
-            _ => p.rejected.push([offset, offset]),
-        }
+        extend_ranges(&mut p.rejected, offset, offset);
         p.input_bytes += input_len as u64;
         self.after_push(offset).await
     }
@@ -298,10 +304,7 @@ impl StreamSealer {
         }
         let p = self.begin(first)?;
         p.last = last;
-        match p.absent.last_mut() {
-            Some(r) if r[1] + 1 == first => r[1] = last,
-            _ => p.absent.push([first, last]),
-        }
+        extend_ranges(&mut p.absent, first, last);
         self.next_offset = Some(last + 1);
         self.after_push(last).await
     }
