@@ -118,7 +118,19 @@ impl Ingester {
         max_age_secs: u64,
         extra: &[&str],
     ) -> Ingester {
+        Ingester::spawn(broker, store, key, max_age_secs, extra, &[])
+    }
+
+    fn spawn(
+        broker: &Broker,
+        store: &str,
+        key: &str,
+        max_age_secs: u64,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Ingester {
         let mut child = cairn()
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "ingest",
                 "--brokers",
@@ -218,9 +230,22 @@ fn wait_sealed(
     ends: &[i64],
     timeout: Duration,
 ) -> serde_json::Value {
+    wait_sealed_env(store, public, events, ends, timeout, &[])
+}
+
+/// [`wait_sealed`] with extra environment for `cairn verify` (an S3 endpoint).
+fn wait_sealed_env(
+    store: &str,
+    public: &str,
+    events: u64,
+    ends: &[i64],
+    timeout: Duration,
+    env: &[(&str, String)],
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
         let out = cairn()
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["verify", "--store", store, "--pubkey", public, "--json"])
             .output()
             .unwrap();
@@ -346,9 +371,48 @@ fn valid_and_malformed_messages_across_three_partitions() {
     let valid = valid_ids.len() as u64;
     assert_eq!((valid, bad), (51, 9));
 
-    let ingest = Ingester::start(&broker, store_s, &keys.key, &["--segment-events", "7"]);
+    let metrics = free_addr();
+    let ingest = Ingester::start(
+        &broker,
+        store_s,
+        &keys.key,
+        &[
+            "--segment-events",
+            "7",
+            "--metrics-addr",
+            &metrics,
+            "--kafka",
+            "statistics.interval.ms=200",
+        ],
+    );
     let ends: Vec<i64> = counts.iter().map(|c| c - 1).collect();
     let report = wait_sealed(store_s, &keys.public, valid, &ends, Duration::from_secs(60));
+    let segments: u64 = report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["segments"].as_u64().unwrap())
+        .sum();
+    let mut expected = vec![
+        "cairn_events_sealed_total{topic=\"audit\"} 51".to_string(),
+        "cairn_dead_lettered_total{topic=\"audit\"} 9".to_string(),
+        format!("cairn_segments_sealed_total{{topic=\"audit\"}} {segments}"),
+        format!("cairn_seal_latency_seconds_count {segments}"),
+        format!("cairn_segment_size_bytes_count {segments}"),
+        "cairn_store_failing 0".to_string(),
+    ];
+    for (partition, count) in counts.iter().enumerate() {
+        expected.push(format!(
+            "cairn_partition_sealed_offset{{topic=\"audit\",partition=\"{partition}\"}} {count}"
+        ));
+        expected.push(format!(
+            "cairn_consumer_lag{{topic=\"audit\",partition=\"{partition}\"}} 0"
+        ));
+        expected.push(format!(
+            "cairn_partition_high_watermark{{topic=\"audit\",partition=\"{partition}\"}} {count}"
+        ));
+    }
+    wait_metrics(&metrics, &expected, Duration::from_secs(20));
     let stdout = ingest.terminate();
     assert!(stdout.contains("ingest stopped"), "{stdout}");
 
@@ -552,6 +616,32 @@ fn resuming_in_the_middle_of_a_large_record_batch_loses_nothing() {
     );
 }
 
+/// A loopback address with a free port.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// Polls `/metrics` until every line in `expected` is present; returns the last body.
+fn wait_metrics(addr: &str, expected: &[String], timeout: Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let body = http_get(addr, "/metrics");
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|e| !body.lines().any(|l| l == e.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics never showed {missing:?}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -566,13 +656,7 @@ fn http_get(addr: &str, path: &str) -> String {
 fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
     let (broker, _tmp, keys, store) = setup(3);
     let store_s = store.to_str().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics = format!("127.0.0.1:{port}");
-
+    let metrics = free_addr();
     let a = Ingester::start(
         &broker,
         store_s,
@@ -603,7 +687,10 @@ fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
     assert_eq!(report["intact"], true, "{report:#}");
 
     let body = http_get(&metrics, "/metrics");
-    assert!(body.contains("cairn_events_sealed_total"), "{body}");
+    assert!(
+        body.contains("cairn_events_sealed_total{topic=\"audit\"}"),
+        "{body}"
+    );
     assert!(http_get(&metrics, "/healthz").starts_with("HTTP/1.1 200"));
     let (a_log, b_log) = (a.saw(), b.saw());
     a.terminate();
@@ -708,4 +795,102 @@ fn a_store_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     assert_eq!(ids.len(), 400);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 400);
     assert_eq!(committed_offset(&broker, "cairn-test"), 400);
+}
+
+#[test]
+fn an_s3_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
+    let (broker, tmp, keys, _) = setup(1);
+    let s3 = S3Server::start();
+    s3.admin(&[
+        "create-bucket",
+        "audit",
+        "--lock",
+        "--default-retention-days",
+        "1",
+    ]);
+    // cairn reaches moto through a gate that can cut the network; verify goes direct.
+    let gate = Gate::start(s3.endpoint.trim_start_matches("http://"));
+    let mut env = s3.env();
+    env[0].1 = format!("http://{}", gate.addr);
+    let store = "s3://audit/vault";
+    let metrics = free_addr();
+    let p = producer(&broker);
+    for i in 0..200u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let ingest = Ingester::spawn(
+        &broker,
+        store,
+        &keys.key,
+        1,
+        &["--segment-events", "20", "--metrics-addr", &metrics],
+        &env,
+    );
+    let direct = s3.env();
+    wait_sealed_env(
+        store,
+        &keys.public,
+        200,
+        &[199],
+        Duration::from_secs(60),
+        &direct,
+    );
+    assert_eq!(committed_offset(&broker, "cairn-test"), 200);
+
+    gate.close();
+    for i in 200..400u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    wait_metrics(
+        &metrics,
+        &["cairn_store_failing 1".to_string()],
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        committed_offset(&broker, "cairn-test"),
+        200,
+        "nothing committed while the store is unreachable"
+    );
+    let (code, out, err) = s3.cairn(&[
+        "verify",
+        "--store",
+        store,
+        "--pubkey",
+        &keys.public,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["events_checked"], 200,
+        "nothing sealed while away: {report:#}"
+    );
+
+    gate.open();
+    let report = wait_sealed_env(
+        store,
+        &keys.public,
+        400,
+        &[399],
+        Duration::from_secs(90),
+        &direct,
+    );
+    assert_eq!(report["intact"], true, "{report:#}");
+    let body = wait_metrics(
+        &metrics,
+        &["cairn_store_failing 0".to_string()],
+        Duration::from_secs(30),
+    );
+    let errors: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_store_errors_total{topic=\"audit\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(errors > 0, "store errors are counted: {body}");
+    ingest.terminate();
+    assert_eq!(committed_offset(&broker, "cairn-test"), 400);
+    drop(tmp);
 }

@@ -310,3 +310,60 @@ impl Drop for Broker {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP forwarder on 127.0.0.1 in front of a real service, to cut the network to it: while
+/// closed, open connections are shut down and new ones are closed at once. The service itself
+/// keeps running with its data (moto_server and tansu's memory engine lose everything when
+/// stopped, so an outage is simulated on the wire instead).
+pub struct Gate {
+    pub addr: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Gate {
+    pub fn start(upstream: &str) -> Gate {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
+        let (o, c, up) = (open.clone(), conns.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let mut tracked = c.lock().unwrap();
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(&up) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+                tracked.push(client);
+                tracked.push(server);
+            }
+        });
+        Gate { addr, open, conns }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Gate::open`].
+    pub fn close(&self) {
+        let mut conns = self.conns.lock().unwrap();
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in conns.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -15,8 +15,9 @@
 
 pub mod config;
 pub mod decode;
+pub mod metrics;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 pub use config::{ConfigError, IngestConfig};
 pub use decode::{DecodeError, Decoder};
+pub use metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -60,57 +62,6 @@ pub enum IngestError {
     },
 }
 
-/// Counters shared with the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub events_sealed: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub absent_offsets: AtomicU64,
-    pub segments_sealed: AtomicU64,
-    pub store_errors: AtomicU64,
-    pub ready: AtomicBool,
-}
-
-impl Metrics {
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let c = |name: &str, help: &str, v: &AtomicU64| {
-            format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                v.load(Ordering::Relaxed)
-            )
-        };
-        [
-            c(
-                "cairn_events_sealed_total",
-                "Events in stored segments.",
-                &self.events_sealed,
-            ),
-            c(
-                "cairn_dead_lettered_total",
-                "Messages sent to the dead-letter topic.",
-                &self.dead_lettered,
-            ),
-            c(
-                "cairn_absent_offsets_total",
-                "Offsets Kafka never delivered, recorded as absent.",
-                &self.absent_offsets,
-            ),
-            c(
-                "cairn_segments_sealed_total",
-                "Segments whose manifest was stored.",
-                &self.segments_sealed,
-            ),
-            c(
-                "cairn_store_errors_total",
-                "Store failures (each rewinds a partition to its last manifest).",
-                &self.store_errors,
-            ),
-        ]
-        .concat()
-    }
-}
-
 struct Partition {
     topic: String,
     partition: i32,
@@ -119,6 +70,8 @@ struct Partition {
     /// Set after the consumer was positioned at the resume offset, until that offset (or proof
     /// that it does not exist) has been seen.
     probe: Option<Probe>,
+    /// Next offset after the last message consumed (for the lag metric).
+    consumed_next: Option<i64>,
 }
 
 /// Confirms a positioning before any skipped offset is believed.
@@ -197,9 +150,22 @@ struct Ctx {
     limits: SegmentLimits,
     handover: Mutex<Handover>,
     shutdown: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    /// librdkafka's periodic statistics (`statistics.interval.ms`): the high watermarks
+    /// behind the lag metric, without extra broker requests.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.metrics
+            .high_watermarks(statistics.topics.into_iter().flat_map(|(topic, t)| {
+                t.partitions
+                    .into_values()
+                    .filter(|p| p.partition >= 0)
+                    .map(move |p| (topic.clone(), p.partition, p.hi_offset))
+            }));
+    }
+}
 
 impl Ctx {
     /// Opens a partition's sealer, retrying while the store is unavailable.
@@ -216,12 +182,15 @@ impl Ctx {
             match opened {
                 Ok(sealer) => {
                     let probe = sealer.resume_offset().map(Probe::new);
+                    self.metrics
+                        .partition_opened(topic, partition, sealer.resume_offset());
                     return Some(Partition {
                         topic: topic.to_string(),
                         partition,
                         stream,
                         sealer,
                         probe,
+                        consumed_next: None,
                     });
                 }
                 Err(e) => {
@@ -285,6 +254,9 @@ impl ConsumerContext for Ctx {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
                 eprintln!("cairn ingest: revoked {revoked:?}; dropping their unsealed buffers");
+                for (topic, partition) in &revoked {
+                    self.metrics.partition_revoked(topic, *partition);
+                }
                 self.handover
                     .lock()
                     .expect("handover lock")
@@ -380,9 +352,13 @@ impl Ingest {
             limits,
             handover: Mutex::new(Handover::default()),
             shutdown: self.shutdown.clone(),
+            metrics: self.metrics.clone(),
         };
-        let consumer: BaseConsumer<Ctx> = self
-            .client_config()
+        let mut consumer_config = self.client_config();
+        if !self.cfg.kafka.contains_key("statistics.interval.ms") {
+            consumer_config.set("statistics.interval.ms", "5000");
+        }
+        let consumer: BaseConsumer<Ctx> = consumer_config
             .set("group.id", &self.cfg.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -445,6 +421,11 @@ impl Ingest {
             }
             if last_tick.elapsed() >= Duration::from_millis(500) {
                 last_tick = Instant::now();
+                self.metrics.consumed(
+                    parts
+                        .iter()
+                        .filter_map(|p| Some((p.topic.clone(), p.partition, p.consumed_next?))),
+                );
                 self.nudge_stalled_probes(&consumer, &mut parts)?;
                 for i in 0..parts.len() {
                     let r = self.rt.block_on(parts[i].sealer.tick());
@@ -453,7 +434,6 @@ impl Ingest {
             }
         }
         eprintln!("cairn ingest: shutting down; sealing what is buffered");
-        summary.dead_lettered = self.metrics.dead_lettered.load(Ordering::Relaxed);
         self.metrics.ready.store(false, Ordering::Relaxed);
         for i in 0..parts.len() {
             let r = self.rt.block_on(parts[i].sealer.flush());
@@ -519,6 +499,7 @@ impl Ingest {
         leaf_buf: &mut Vec<u8>,
     ) -> Result<Option<Vec<SealedSegment>>, Step> {
         let offset = m.offset();
+        part.consumed_next = Some(part.consumed_next.unwrap_or(0).max(offset + 1));
         if let Some(probe) = &mut part.probe {
             if offset < probe.target {
                 probe.saw_before = true;
@@ -553,9 +534,7 @@ impl Ingest {
                     part.partition,
                     offset - 1
                 );
-                self.metrics
-                    .absent_offsets
-                    .fetch_add((offset - next) as u64, Ordering::Relaxed);
+                self.metrics.absent(&part.topic, (offset - next) as u64);
                 written.extend(
                     self.rt
                         .block_on(part.sealer.push_absent(next, offset - 1))?,
@@ -580,7 +559,7 @@ impl Ingest {
                 // a restart.
                 self.dead_letter(producer, m, &reason.to_string())
                     .map_err(Step::Fatal)?;
-                self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dead_lettered(&part.topic);
                 written.extend(
                     self.rt
                         .block_on(part.sealer.push_rejected(offset, payload.len()))?,
@@ -675,10 +654,19 @@ impl Ingest {
                     let m = &s.manifest.manifest;
                     summary.segments += 1;
                     summary.events += m.event_count;
-                    self.metrics.segments_sealed.fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .events_sealed
-                        .fetch_add(m.event_count, Ordering::Relaxed);
+                    summary.dead_lettered += m
+                        .rejected
+                        .iter()
+                        .map(|r| (r[1] - r[0] + 1) as u64)
+                        .sum::<u64>();
+                    self.metrics.segment_sealed(
+                        &p.topic,
+                        p.partition,
+                        m.event_count,
+                        m.parquet.size,
+                        s.latency,
+                        m.last_offset + 1,
+                    );
                 }
                 if let Some(last) = written.last() {
                     let mut tpl = TopicPartitionList::new();
@@ -695,8 +683,8 @@ impl Ingest {
                 Ok(())
             }
             Err(e) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 let (topic, partition) = (parts[i].topic.clone(), parts[i].partition);
+                self.metrics.store_error(&topic);
                 eprintln!(
                     "cairn ingest: sealing {topic}/{partition} failed: {e}; rewinding to its last manifest"
                 );

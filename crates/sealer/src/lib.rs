@@ -81,6 +81,9 @@ pub struct SealedSegment {
     pub manifest_object: String,
     /// The Parquet object was already there with identical bytes (recovery after a crash).
     pub parquet_reused: bool,
+    /// From the segment's first input reaching the sealer to its manifest being stored: the
+    /// longest any of its events waited to be sealed.
+    pub latency: Duration,
 }
 
 struct Pending {
@@ -110,6 +113,7 @@ struct Encoded {
     absent: Vec<[i64; 2]>,
     stats: SegmentStats,
     parquet: Vec<u8>,
+    opened: Instant,
 }
 
 pub struct StreamSealer {
@@ -365,6 +369,7 @@ impl StreamSealer {
                 absent: p.absent,
                 stats,
                 parquet,
+                opened: p.opened,
             })
         }));
         Ok(written)
@@ -387,6 +392,7 @@ impl StreamSealer {
             absent,
             stats,
             parquet,
+            opened,
         } = enc;
         let sha = hex::encode(Sha256::digest(&parquet));
         let size = parquet.len() as u64;
@@ -434,6 +440,7 @@ impl StreamSealer {
             parquet_object,
             manifest_object,
             parquet_reused: created.already_existed,
+            latency: opened.elapsed(),
         })
     }
 }
