@@ -654,14 +654,31 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
+    two_instances_seal_everything_once("range");
+}
+
+#[test]
+fn two_instances_with_the_cooperative_protocol_seal_everything_once() {
+    two_instances_seal_everything_once("cooperative-sticky");
+}
+
+fn two_instances_seal_everything_once(strategy: &str) {
     let (broker, _tmp, keys, store) = setup(3);
     let store_s = store.to_str().unwrap();
     let metrics = free_addr();
+    let strategy = format!("partition.assignment.strategy={strategy}");
     let a = Ingester::start(
         &broker,
         store_s,
         &keys.key,
-        &["--segment-events", "25", "--metrics-addr", &metrics],
+        &[
+            "--segment-events",
+            "25",
+            "--metrics-addr",
+            &metrics,
+            "--kafka",
+            &strategy,
+        ],
     );
     a.wait_assigned(Duration::from_secs(30));
     let p = producer(&broker);
@@ -671,7 +688,12 @@ fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
             p.flush(Duration::from_secs(10)).unwrap();
         }
     }
-    let b = Ingester::start(&broker, store_s, &keys.key, &["--segment-events", "25"]);
+    let b = Ingester::start(
+        &broker,
+        store_s,
+        &keys.key,
+        &["--segment-events", "25", "--kafka", &strategy],
+    );
     b.wait_assigned(Duration::from_secs(60));
     for i in 300..600u64 {
         send(&p, "audit", (i % 3) as i32, json_event(i, "t").as_bytes());

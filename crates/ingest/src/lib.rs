@@ -238,14 +238,28 @@ impl ConsumerContext for Ctx {
                     }
                     adopted.push(p);
                 }
-                if let Err(e) = consumer.assign(tpl) {
-                    eprintln!("cairn ingest: assign failed: {e}");
+                // Eager protocols hand over the whole assignment, cooperative ones only the
+                // partitions that move.
+                let assigned = if cooperative(consumer) {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                match assigned {
+                    Ok(()) => self
+                        .handover
+                        .lock()
+                        .expect("handover lock")
+                        .adopted
+                        .extend(adopted),
+                    // Not ours after all: nothing is consumed for them, nothing adopted.
+                    Err(e) => {
+                        eprintln!("cairn ingest: assign failed: {e}");
+                        for p in &adopted {
+                            self.metrics.partition_revoked(&p.topic, p.partition);
+                        }
+                    }
                 }
-                self.handover
-                    .lock()
-                    .expect("handover lock")
-                    .adopted
-                    .extend(adopted);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: Vec<(String, i32)> = tpl
@@ -262,13 +276,25 @@ impl ConsumerContext for Ctx {
                     .expect("handover lock")
                     .revoked
                     .extend(revoked);
-                if let Err(e) = consumer.unassign() {
+                let unassigned = if cooperative(consumer) {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
                     eprintln!("cairn ingest: unassign failed: {e}");
                 }
             }
             other => eprintln!("cairn ingest: rebalance error {other:?}"),
         }
     }
+}
+
+fn cooperative(consumer: &BaseConsumer<Ctx>) -> bool {
+    matches!(
+        consumer.rebalance_protocol(),
+        rdkafka::consumer::RebalanceProtocol::Cooperative
+    )
 }
 
 /// Why handling a message stopped: a sealer error (recoverable by rewinding the partition) or
@@ -355,15 +381,19 @@ impl Ingest {
             metrics: self.metrics.clone(),
         };
         let mut consumer_config = self.client_config();
-        if !self.cfg.kafka.contains_key("statistics.interval.ms") {
-            consumer_config.set("statistics.interval.ms", "5000");
+        for (k, v) in [
+            ("statistics.interval.ms", "5000"),
+            ("partition.assignment.strategy", "range"),
+        ] {
+            if !self.cfg.kafka.contains_key(k) {
+                consumer_config.set(k, v);
+            }
         }
         let consumer: BaseConsumer<Ctx> = consumer_config
             .set("group.id", &self.cfg.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "range")
             .set("isolation.level", "read_committed")
             .create_with_context(ctx)?;
         let producer: FutureProducer = self
