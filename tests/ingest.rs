@@ -202,15 +202,21 @@ impl Ingester {
     }
 
     /// SIGTERM, then expect a clean exit 0 and return stdout.
-    fn terminate(mut self) -> String {
+    fn terminate(self) -> String {
+        let (code, stdout) = self.stop();
+        assert_eq!(code, Some(0), "ingest exit after SIGTERM");
+        stdout
+    }
+
+    /// SIGTERM, then (exit code, stdout).
+    fn stop(mut self) -> (Option<i32>, String) {
         unsafe_kill(self.child.id(), "TERM");
         let status = self.child.wait().unwrap();
         let mut stdout = String::new();
         if let Some(mut out) = self.child.stdout.take() {
             std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
         }
-        assert_eq!(status.code(), Some(0), "ingest exit after SIGTERM");
-        stdout
+        (status.code(), stdout)
     }
 }
 
@@ -915,4 +921,44 @@ fn an_s3_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     ingest.terminate();
     assert_eq!(committed_offset(&broker, "cairn-test"), 400);
     drop(tmp);
+}
+
+/// Regression: a failed final seal at shutdown used to exit 0.
+#[test]
+fn a_failed_seal_at_shutdown_exits_nonzero_and_the_next_start_seals_everything() {
+    let (broker, _tmp, keys, store) = setup(1);
+    let store_s = store.to_str().unwrap();
+    let metrics = free_addr();
+    let p = producer(&broker);
+    for i in 0..50u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    // Nothing is cut before shutdown: 50 events stay buffered.
+    let ingest = Ingester::start_aged(
+        &broker,
+        store_s,
+        &keys.key,
+        600,
+        &["--metrics-addr", &metrics],
+    );
+    ingest.wait_assigned(Duration::from_secs(30));
+    wait_metrics(
+        &metrics,
+        &["cairn_consumer_lag{topic=\"audit\",partition=\"0\"} 50".to_string()],
+        Duration::from_secs(30),
+    );
+    let away = store.with_extension("away");
+    std::fs::rename(&store, &away).unwrap();
+    std::fs::write(&store, b"not a directory").unwrap();
+    let (code, _) = ingest.stop();
+    assert_ne!(code, Some(0), "a failed final seal must not exit 0");
+    std::fs::remove_file(&store).unwrap();
+    std::fs::rename(&away, &store).unwrap();
+    assert_eq!(sealed_through(&store), -1, "nothing was sealed");
+
+    let again = Ingester::start(&broker, store_s, &keys.key, &[]);
+    let report = wait_sealed(store_s, &keys.public, 50, &[49], Duration::from_secs(60));
+    again.terminate();
+    assert_eq!(report["intact"], true, "{report:#}");
 }

@@ -51,6 +51,12 @@ pub enum IngestError {
     Store(#[from] cairn_store::StoreError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The final seal at shutdown failed. Nothing past the last manifest was committed, so the
+    /// buffered messages are read again on the next start.
+    #[error(
+        "could not seal buffered messages at shutdown ({streams}); nothing unsealed was committed, the next start reads them again"
+    )]
+    UnsealedAtShutdown { streams: String },
     #[error(
         "dead-letter topic {topic:?}: could not deliver message {origin} after {attempts} attempts: {message}"
     )]
@@ -465,9 +471,22 @@ impl Ingest {
         }
         eprintln!("cairn ingest: shutting down; sealing what is buffered");
         self.metrics.ready.store(false, Ordering::Relaxed);
+        let mut unsealed = Vec::new();
         for i in 0..parts.len() {
-            let r = self.rt.block_on(parts[i].sealer.flush());
-            self.after_seal(&consumer, &mut parts, i, r.map(Some), &mut summary)?;
+            match self.rt.block_on(parts[i].sealer.flush()) {
+                Ok(written) => {
+                    self.after_seal(&consumer, &mut parts, i, Ok(Some(written)), &mut summary)?
+                }
+                Err(e) => {
+                    self.metrics.store_error(&parts[i].topic);
+                    unsealed.push(format!("{}/{}: {e}", parts[i].topic, parts[i].partition));
+                }
+            }
+        }
+        if !unsealed.is_empty() {
+            return Err(IngestError::UnsealedAtShutdown {
+                streams: unsealed.join("; "),
+            });
         }
         Ok(summary)
     }
