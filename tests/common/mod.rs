@@ -142,13 +142,18 @@ pub struct S3Server {
     pub endpoint: String,
 }
 
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl S3Server {
     pub fn start() -> S3Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // `python3 -m moto.server` is moto_server without depending on PATH shims.
         let child = Command::new("python3")
             .args([
@@ -241,20 +246,36 @@ pub fn tansu_bin() -> PathBuf {
     bin
 }
 
-/// A real Kafka-protocol broker (tansu, in-memory storage) on 127.0.0.1, stopped on drop.
+/// A real Kafka-protocol broker (tansu) on 127.0.0.1, stopped on drop. In-memory storage, or
+/// S3 storage on a moto server for tests that restart the broker.
 pub struct Broker {
     child: std::process::Child,
     pub addr: String,
     url: String,
+    storage: String,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Broker::spawn(free_port(), "memory://tansu/".into(), Vec::new())
+    }
+
+    /// tansu keeping its topics, records and group offsets in `bucket` on `s3` (which must
+    /// outlive it), so that it can be restarted with its data.
+    pub fn start_on_s3(s3: &S3Server, bucket: &str) -> Broker {
+        s3.admin(&["create-bucket", bucket]);
+        let env = vec![
+            ("AWS_ENDPOINT", s3.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ];
+        Broker::spawn(free_port(), format!("s3://{bucket}/"), env)
+    }
+
+    fn spawn(port: u16, storage: String, env: Vec<(&'static str, String)>) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_bin())
             .args([
@@ -264,7 +285,8 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &storage])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -281,7 +303,23 @@ impl Broker {
             child,
             addr: format!("127.0.0.1:{port}"),
             url,
+            storage,
+            env,
         }
+    }
+
+    /// `kill -9` of the broker process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port with the same storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port: u16 = self.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let fresh = Broker::spawn(port, self.storage.clone(), std::mem::take(&mut self.env));
+        *self = fresh;
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
