@@ -986,7 +986,14 @@ fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         p.flush(Duration::from_secs(60)).unwrap();
     };
     produce(0..150);
-    let ingest = Ingester::start_aged(&broker, store_s, &keys.key, 3, &["--segment-events", "50"]);
+    let metrics = free_addr();
+    let ingest = Ingester::start_aged(
+        &broker,
+        store_s,
+        &keys.key,
+        3,
+        &["--segment-events", "50", "--metrics-addr", &metrics],
+    );
     wait_sealed(
         store_s,
         &keys.public,
@@ -1002,7 +1009,12 @@ fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     produce(150..180);
     std::thread::sleep(Duration::from_millis(300));
     broker.kill();
-    std::thread::sleep(Duration::from_secs(4));
+    wait_metrics(
+        &metrics,
+        &["cairn_kafka_brokers_down 1".to_string()],
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_secs(2));
     broker.restart();
     produce(180..600);
 
@@ -1012,6 +1024,11 @@ fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         600,
         &[199, 199, 199],
         Duration::from_secs(120),
+    );
+    wait_metrics(
+        &metrics,
+        &["cairn_kafka_brokers_down 0".to_string()],
+        Duration::from_secs(10),
     );
     std::thread::sleep(Duration::from_secs(1));
     ingest.terminate();

@@ -433,8 +433,15 @@ impl Ingest {
             self.apply_handover(&consumer, &mut parts);
             match polled {
                 None => {}
-                Some(Err(e)) => eprintln!("cairn ingest: consumer error: {e}"),
+                Some(Err(e)) => {
+                    eprintln!("cairn ingest: consumer error: {e}");
+                    self.metrics.kafka_error(matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+                    ));
+                }
                 Some(Ok(m)) => {
+                    self.metrics.message_received();
                     let idx = parts
                         .iter()
                         .position(|p| p.partition == m.partition() && p.topic == m.topic());

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Shared between the ingest thread, the consumer's callbacks and the metrics endpoint.
@@ -14,6 +14,9 @@ use std::time::Duration;
 pub struct Metrics {
     /// Subscribed and consuming (for `/readyz`).
     pub ready: AtomicBool,
+    /// librdkafka reported all brokers down and no message arrived since.
+    brokers_down: AtomicBool,
+    kafka_errors: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -141,6 +144,21 @@ impl Metrics {
         })
     }
 
+    /// An error from the consumer (broker connection, transport, ...).
+    pub fn kafka_error(&self, all_brokers_down: bool) {
+        self.kafka_errors.fetch_add(1, Ordering::Relaxed);
+        if all_brokers_down {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A message arrived: the brokers are reachable.
+    pub fn message_received(&self) {
+        if self.brokers_down.load(Ordering::Relaxed) {
+            self.brokers_down.store(false, Ordering::Relaxed);
+        }
+    }
+
     pub fn dead_lettered(&self, topic: &str) {
         self.with(|m| m.topics.entry(topic.to_string()).or_default().dead_lettered += 1)
     }
@@ -253,6 +271,16 @@ impl Metrics {
                 "# HELP cairn_store_failing 1 while the last store write failed.\n# TYPE cairn_store_failing gauge\ncairn_store_failing {}",
                 u8::from(m.store_failing)
             );
+            let _ = writeln!(
+                out,
+                "# HELP cairn_kafka_errors_total Errors the consumer reported (connections, transport).\n# TYPE cairn_kafka_errors_total counter\ncairn_kafka_errors_total {}",
+                self.kafka_errors.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP cairn_kafka_brokers_down 1 after librdkafka reported all brokers down, until a message arrives.\n# TYPE cairn_kafka_brokers_down gauge\ncairn_kafka_brokers_down {}",
+                u8::from(self.brokers_down.load(Ordering::Relaxed))
+            );
             let gauges: [Series<PartitionOffsets, Option<i64>>; 3] = [
                 (
                     "cairn_partition_sealed_offset",
@@ -357,6 +385,16 @@ mod tests {
         );
         m.store_error("audit");
         assert!(m.render().lines().any(|l| l == "cairn_store_failing 1"));
+        m.kafka_error(true);
+        let text = m.render();
+        assert!(text.lines().any(|l| l == "cairn_kafka_errors_total 1"));
+        assert!(text.lines().any(|l| l == "cairn_kafka_brokers_down 1"));
+        m.message_received();
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "cairn_kafka_brokers_down 0")
+        );
         m.partition_revoked("audit", 0);
         assert!(!m.render().contains("cairn_consumer_lag{"));
     }
