@@ -54,7 +54,8 @@ enum Command {
     /// Positions come from the newest manifest of each partition in the store (not the
     /// group's committed offsets); offsets are committed only after a segment is stored.
     /// Undecodable or invalid messages go to the dead-letter topic. Runs until SIGTERM or
-    /// SIGINT, then seals what it holds and exits 0.
+    /// SIGINT, then seals what it holds and exits 0 (2 if that last seal fails: nothing
+    /// unsealed was committed, so the next start reads those messages again).
     Ingest(ingest::IngestArgs),
     /// Verify every segment, signature, chain and offset range in a store.
     ///
