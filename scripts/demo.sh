@@ -39,6 +39,7 @@ wait_port "$KPORT"
 "$TANSU" topic create audit.dlq --partitions 1 --broker "tcp://127.0.0.1:$KPORT"
 python3 scripts/produce.py --brokers "127.0.0.1:$KPORT" --topic audit --partitions 3 "$DIR/events.jsonl"
 
+MPORT=$(free_port)
 cat >"$DIR/cairn.toml" <<TOML
 brokers = "127.0.0.1:$KPORT"
 topics = ["audit"]
@@ -47,6 +48,7 @@ store = "$DIR/vault"
 key = "$DIR/keys/signing.key"
 dlq_topic = "audit.dlq"
 schema_dir = "$PWD/schemas"
+metrics_addr = "127.0.0.1:$MPORT"
 [segment]
 max_events = 5000
 max_age_secs = 2
@@ -61,6 +63,15 @@ for _ in $(seq 120); do
   [ "$sealed" -ge "$EVENTS" ] && break
   sleep 1
 done
+sleep 1
+echo "== a few of ingest's metrics (http://127.0.0.1:$MPORT/metrics)"
+python3 - "$MPORT" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+keep = ("cairn_events_sealed_total{", "cairn_dead_lettered_total{", "cairn_consumer_lag{",
+        "cairn_seal_latency_seconds_count", "cairn_seal_latency_seconds_sum", "cairn_store_failing")
+print("\n".join(l for l in body.splitlines() if l.startswith(keep)))
+PY
 kill -TERM "$INGEST"; wait "$INGEST"
 cat "$DIR/ingest.out"
 
