@@ -292,3 +292,77 @@ fn a_forged_overlapping_segment_and_an_unknown_key_are_found() {
         .collect();
     assert_eq!(unknown.len(), 6, "{report:#}");
 }
+
+/// The S3 side of orphan adoption: the oldest (locked) version of a Parquet object left without
+/// a manifest is read back, found to hold the same events, and signed as it is.
+#[test]
+fn an_orphan_encoded_by_another_writer_is_adopted_on_s3() {
+    let s3 = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    s3.admin(&[
+        "create-bucket",
+        "audit",
+        "--lock",
+        "--default-retention-days",
+        "1",
+    ]);
+    // The segment the full sample ends with, sealed locally to learn its name and rows.
+    let local = tmp.path().join("vault");
+    let input = data("sample.jsonl");
+    let (code, _, err) = s3.cairn(&seal_args(
+        local.to_str().unwrap(),
+        &keys.key,
+        input.to_str().unwrap(),
+    ));
+    assert_eq!(code, 0, "{err}");
+    let names = objects(&local);
+    let last = names
+        .iter()
+        .rfind(|o| o.ends_with(".parquet"))
+        .unwrap()
+        .clone();
+    let reencoded = tmp.path().join("reencoded.parquet");
+    std::fs::write(
+        &reencoded,
+        reencode(&std::fs::read(local.join(&last)).unwrap()),
+    )
+    .unwrap();
+
+    // On S3: everything before that segment is sealed, then a crash left its Parquet file
+    // (written by another writer) without a manifest.
+    let first_line: usize = last.rsplit('/').next().unwrap()[..20].parse().unwrap();
+    let text = std::fs::read_to_string(&input).unwrap();
+    let head: Vec<&str> = text.lines().take(first_line - 1).collect();
+    let truncated = tmp.path().join("head.jsonl");
+    std::fs::write(&truncated, head.join("\n") + "\n").unwrap();
+    let store = "s3://audit/vault";
+    let (code, _, err) = s3.cairn(&seal_args(store, &keys.key, truncated.to_str().unwrap()));
+    assert_eq!(code, 0, "{err}");
+    s3.admin(&[
+        "put",
+        "audit",
+        &format!("vault/{last}"),
+        reencoded.to_str().unwrap(),
+    ]);
+
+    let (code, _, err) = s3.cairn(&seal_args(store, &keys.key, input.to_str().unwrap()));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("recovered v1/streams/billing/0/"), "{err}");
+    let (code, out, err) = s3.cairn(&[
+        "verify",
+        "--store",
+        store,
+        "--pubkey",
+        &keys.public,
+        "--json",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert_eq!(report["events_checked"], 43, "{report:#}");
+}

@@ -337,3 +337,53 @@ fn an_independent_verifier_written_from_format_md_agrees() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A crash left a Parquet file without its manifest, and the restarted sealer's Parquet writer
+/// encodes differently (an upgrade in between): the file holds exactly the events, so it is
+/// adopted and signed as it is, instead of wedging the stream on a conflict.
+#[test]
+fn an_orphan_encoded_by_another_writer_is_adopted_when_it_holds_the_same_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let store_s = store.to_str().unwrap();
+    let rejects = tmp.path().join("rejects.jsonl");
+    let input = data("sample.jsonl");
+    seal(&input, store_s, &keys.key, 10, &rejects);
+    let before = objects(&store);
+    let last_manifest = before.iter().rfind(|o| o.ends_with(".manifest")).unwrap();
+    let orphan = store.join(last_manifest.replace(".manifest", ".parquet"));
+    std::fs::remove_file(store.join(last_manifest)).unwrap();
+
+    // Re-encode the orphan as another Parquet writer would (uncompressed, other created_by):
+    // the same rows and columns, other bytes.
+    let original = std::fs::read(&orphan).unwrap();
+    make_writable(&orphan);
+    std::fs::write(&orphan, reencode(&original)).unwrap();
+    let reencoded = std::fs::read(&orphan).unwrap();
+    assert_ne!(original, reencoded);
+
+    let out = seal(&input, store_s, &keys.key, 10, &rejects);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("recovered v1/streams/billing/0/"),
+        "{stderr}"
+    );
+    assert_eq!(
+        objects(&store),
+        before,
+        "same names as the uninterrupted run"
+    );
+    assert_eq!(
+        std::fs::read(&orphan).unwrap(),
+        reencoded,
+        "adopted as it is"
+    );
+    let (code, report) = verify(store_s, &[&keys.public]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+}

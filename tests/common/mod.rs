@@ -405,3 +405,26 @@ impl Gate {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// The rows of a sealed Parquet file written again as another Parquet writer would
+/// (uncompressed, another `created_by`): the same columns and rows, other bytes.
+pub fn reencode(file: &[u8]) -> Vec<u8> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.to_vec()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let props = WriterProperties::builder()
+        .set_created_by("another writer".to_string())
+        .build();
+    let mut out = Vec::new();
+    let mut w =
+        ArrowWriter::try_new(&mut out, cairn_format::segment::arrow_schema(), Some(props)).unwrap();
+    for batch in reader {
+        w.write(&batch.unwrap()).unwrap();
+    }
+    w.close().unwrap();
+    out
+}

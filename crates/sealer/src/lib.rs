@@ -10,7 +10,9 @@
 //! Invariants: every offset of a sealed range is either an event in the Parquet file or listed
 //! as rejected/absent in the manifest; the sealer never overwrites an object (it only uses
 //! `Store::create`); names are deterministic, so after a crash between the Parquet write and
-//! the manifest the same range is sealed again under the same names. Depends on format and
+//! the manifest the same range is sealed again under the same names, and the Parquet file
+//! already there is adopted if it holds exactly the same events (even if another build encoded
+//! it differently). Depends on format and
 //! store only; never on ingest, query or verify.
 
 use std::sync::Arc;
@@ -21,10 +23,10 @@ use cairn_format::event::{AuditEvent, StreamId, format_micros};
 use cairn_format::manifest::{GENESIS, ParquetRef, StreamRef};
 use cairn_format::names::{ObjectKind, object_name, parse_object_name, stream_dir};
 use cairn_format::segment::{
-    PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet,
+    PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet, scan_segment,
 };
 use cairn_format::{Manifest, SignedManifest, SigningKey};
-use cairn_store::{Store, StoreError};
+use cairn_store::{Created, Store, StoreError};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -398,10 +400,28 @@ impl StreamSealer {
         let size = parquet.len() as u64;
         let parquet_object = object_name(&self.stream, first, last, ObjectKind::Parquet);
         let manifest_object = object_name(&self.stream, first, last, ObjectKind::Manifest);
-        let created = self
+        let (sha, size, created) = match self
             .store
             .create(&parquet_object, Bytes::from(parquet))
-            .await?;
+            .await
+        {
+            Ok(created) => (sha, size, created),
+            // A file left by a crash between the two writes, by a build whose Parquet writer
+            // encodes differently: adopt it if it holds exactly these events.
+            Err(StoreError::Conflict { object }) => {
+                let (existing, version_id) = self.store.read_sealed(&object).await?;
+                if !same_events(existing.clone(), &stats) {
+                    return Err(StoreError::Conflict { object }.into());
+                }
+                let created = Created {
+                    version_id,
+                    already_existed: true,
+                };
+                let sha = hex::encode(Sha256::digest(&existing));
+                (sha, existing.len() as u64, created)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let manifest = Manifest {
             format: cairn_format::FORMAT_VERSION.to_string(),
             stream: StreamRef {
@@ -443,6 +463,18 @@ impl StreamSealer {
             latency: opened.elapsed(),
         })
     }
+}
+
+/// Does the Parquet file `file` hold exactly the events `stats` describes? The Merkle root
+/// covers every leaf byte (stream, partition, offset and every field), so equal roots and counts
+/// mean equal contents, whatever the encoding.
+fn same_events(file: Bytes, stats: &SegmentStats) -> bool {
+    let mut merkle = cairn_format::merkle::MerkleBuilder::new();
+    let scanned = scan_segment(file, |_, leaf| {
+        merkle.push_leaf_data(leaf);
+        Ok::<(), ()>(())
+    });
+    matches!(scanned, Ok(Ok(n)) if n == stats.event_count) && merkle.root() == stats.merkle_root
 }
 
 #[cfg(test)]

@@ -133,6 +133,27 @@ impl Store {
         }
     }
 
+    /// The bytes of `name` as first written, and their S3 version id: on S3 the oldest
+    /// version (a later one can only shadow it), confirmed to be under COMPLIANCE retention.
+    pub async fn read_sealed(&self, name: &str) -> Result<(Bytes, Option<String>), StoreError> {
+        match self {
+            Store::Local(l) => Ok((l.get(name).await?, None)),
+            Store::S3(s) => {
+                let oldest = s
+                    .versions(name)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.name == name && !v.delete_marker)
+                    .ok_or_else(|| StoreError::NotFound {
+                        object: name.to_string(),
+                    })?;
+                s.check_locked(name, &oldest.version_id).await?;
+                let bytes = s.get(name, Some(&oldest.version_id)).await?;
+                Ok((bytes, Some(oldest.version_id)))
+            }
+        }
+    }
+
     /// Current objects whose names start with `prefix`, sorted by name.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         match self {
