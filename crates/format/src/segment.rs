@@ -21,6 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::event::{AuditEvent, StreamId};
 use crate::leaf::{LeafError, LeafFields, encode_leaf, event_leaf};
@@ -335,6 +336,12 @@ fn writer_properties() -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by("cairn segment v1 (parquet-rs 59)".to_string())
+        // Unique or nearly unique per event: a dictionary only costs time before the writer
+        // falls back to plain encoding.
+        .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("stream_offset"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("occurred_at"), false)
+        .set_column_dictionary_enabled(ColumnPath::new(vec!["actor".into(), "ip".into()]), false)
         .build()
 }
 
