@@ -143,10 +143,11 @@ impl Probe {
     }
 }
 
-#[derive(Default)]
-struct Handover {
-    adopted: Vec<Partition>,
-    revoked: Vec<(String, i32)>,
+/// What the rebalance callbacks decided, for the poll loop to apply in the same order (a
+/// partition may be assigned and revoked again before the loop runs).
+enum Handover {
+    Adopted(Box<Partition>),
+    Revoked(String, i32),
 }
 
 struct Ctx {
@@ -154,7 +155,7 @@ struct Ctx {
     store: Arc<Store>,
     key: SigningKey,
     limits: SegmentLimits,
-    handover: Mutex<Handover>,
+    handover: Mutex<Vec<Handover>>,
     shutdown: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
@@ -256,8 +257,7 @@ impl ConsumerContext for Ctx {
                         .handover
                         .lock()
                         .expect("handover lock")
-                        .adopted
-                        .extend(adopted),
+                        .extend(adopted.into_iter().map(|p| Handover::Adopted(Box::new(p)))),
                     // Not ours after all: nothing is consumed for them, nothing adopted.
                     Err(e) => {
                         eprintln!("cairn ingest: assign failed: {e}");
@@ -280,8 +280,7 @@ impl ConsumerContext for Ctx {
                 self.handover
                     .lock()
                     .expect("handover lock")
-                    .revoked
-                    .extend(revoked);
+                    .extend(revoked.into_iter().map(|(t, p)| Handover::Revoked(t, p)));
                 let unassigned = if cooperative(consumer) {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -292,6 +291,21 @@ impl ConsumerContext for Ctx {
                 }
             }
             other => eprintln!("cairn ingest: rebalance error {other:?}"),
+        }
+    }
+}
+
+/// Applies rebalance decisions in the order they were made.
+fn apply_handover(parts: &mut Vec<Partition>, changes: Vec<Handover>) {
+    for change in changes {
+        match change {
+            Handover::Revoked(topic, partition) => {
+                parts.retain(|p| !(p.topic == topic && p.partition == partition))
+            }
+            Handover::Adopted(p) => {
+                parts.retain(|q| !(q.topic == p.topic && q.partition == p.partition));
+                parts.push(*p);
+            }
         }
     }
 }
@@ -382,7 +396,7 @@ impl Ingest {
             store,
             key,
             limits,
-            handover: Mutex::new(Handover::default()),
+            handover: Mutex::new(Vec::new()),
             shutdown: self.shutdown.clone(),
             metrics: self.metrics.clone(),
         };
@@ -534,14 +548,9 @@ impl Ingest {
     }
 
     fn apply_handover(&self, consumer: &BaseConsumer<Ctx>, parts: &mut Vec<Partition>) {
-        let mut h = consumer.context().handover.lock().expect("handover lock");
-        for (topic, partition) in h.revoked.drain(..) {
-            parts.retain(|p| !(p.topic == topic && p.partition == partition));
-        }
-        for p in h.adopted.drain(..) {
-            parts.retain(|q| !(q.topic == p.topic && q.partition == p.partition));
-            parts.push(p);
-        }
+        let changes =
+            std::mem::take(&mut *consumer.context().handover.lock().expect("handover lock"));
+        apply_handover(parts, changes);
     }
 
     /// Decodes one message and feeds it to its partition's sealer.
@@ -764,5 +773,56 @@ impl Ingest {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn partition(store: &Arc<Store>, n: i32) -> Partition {
+        let stream = StreamId::new("audit", n).unwrap();
+        let sealer = StreamSealer::open(
+            store.clone(),
+            SigningKey::from_seed([7; 32]),
+            stream.clone(),
+            SegmentLimits::default(),
+        )
+        .await
+        .unwrap();
+        Partition {
+            topic: "audit".into(),
+            partition: n,
+            stream: Arc::new(stream),
+            sealer,
+            probe: None,
+            consumed_next: None,
+        }
+    }
+
+    /// Regression: revocations used to be applied before adoptions, so a partition assigned
+    /// and then revoked before the poll loop ran stayed in the loop's hands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn rebalance_decisions_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        let mut parts = vec![partition(&store, 0).await];
+        apply_handover(
+            &mut parts,
+            vec![
+                Handover::Adopted(Box::new(partition(&store, 1).await)),
+                Handover::Revoked("audit".into(), 1),
+                Handover::Revoked("audit".into(), 0),
+                Handover::Adopted(Box::new(partition(&store, 0).await)),
+                Handover::Adopted(Box::new(partition(&store, 2).await)),
+            ],
+        );
+        let mut held: Vec<i32> = parts.iter().map(|p| p.partition).collect();
+        held.sort();
+        assert_eq!(held, [0, 2]);
     }
 }
