@@ -140,7 +140,12 @@ impl Ingester {
                 "--group",
                 "cairn-test",
             ])
-            .args(["--store", store, "--key", key, "--dlq-topic", "audit.dlq"])
+            .args(["--store", store, "--key", key])
+            .args(if extra.contains(&"--dlq-topic") {
+                &[][..]
+            } else {
+                &["--dlq-topic", "audit.dlq"][..]
+            })
             .args(["--schema-dir", repo().join("schemas").to_str().unwrap()])
             .args(["--segment-max-age-secs", &max_age_secs.to_string()])
             // Fail over from a killed member in seconds, not the default 45 s.
@@ -1048,4 +1053,71 @@ fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         "no offsets recorded as absent: {report:#}"
     );
     assert_eq!(committed_offset(&broker, "cairn-test"), 200);
+}
+
+/// An instance blocked on an unavailable dead-letter topic for longer than
+/// `max.poll.interval.ms` loses its partition to another member. When its dead-letter write
+/// finally succeeds it must not write what it still holds (here a cut segment, 10..=19, whose
+/// write was pending): the new owner already sealed those offsets with other boundaries, and
+/// a second, overlapping chain could never be removed from write-once storage.
+#[test]
+fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
+    let (broker, _tmp, keys, store) = setup(1);
+    let store_s = store.to_str().unwrap();
+    let p = producer(&broker);
+    for i in 0..20u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    send(&p, "audit", 0, b"not an event");
+    for i in 20..40u64 {
+        send(&p, "audit", 0, json_event(i, "t").as_bytes());
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    // A (segments of 10) seals 0..=9, cuts 10..=19 (written at its next tick), then blocks on
+    // the bad message at offset 20: its dead-letter topic does not exist yet.
+    let poll = "max.poll.interval.ms=7000";
+    let a = Ingester::start_aged(
+        &broker,
+        store_s,
+        &keys.key,
+        600,
+        &[
+            "--dlq-topic",
+            "audit.dlq.late",
+            "--segment-events",
+            "10",
+            "--kafka",
+            poll,
+        ],
+    );
+    a.wait_assigned(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sealed_through(&store), 9, "A is blocked at offset 20");
+
+    // B (segments of 7) takes the partition over once A is out of the group.
+    let b = Ingester::start_aged(
+        &broker,
+        store_s,
+        &keys.key,
+        1,
+        &["--segment-events", "7", "--kafka", poll],
+    );
+    let report = wait_sealed(store_s, &keys.public, 40, &[40], Duration::from_secs(90));
+    assert_eq!(report["intact"], true, "{report:#}");
+
+    // A's dead-letter topic appears: its write succeeds, and A must drop what it holds.
+    broker.create_topic("audit.dlq.late", 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !a.saw().iter().any(|l| l.contains("rewinding them to their manifests")) {
+        assert!(Instant::now() < deadline, "A never noticed: {:#?}", a.saw());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    a.terminate();
+    b.terminate();
+    let (code, report) = verify(store_s, &[&keys.public]);
+    assert_eq!(code, 0, "no overlapping segment from A: {report:#}");
+    assert_eq!(report["events_checked"], 40, "{report:#}");
+    assert_eq!(sealed_event_ids(&store).len(), 40);
 }

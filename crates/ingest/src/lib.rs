@@ -322,6 +322,8 @@ fn cooperative(consumer: &BaseConsumer<Ctx>) -> bool {
 enum Step {
     Seal(SealError),
     Fatal(IngestError),
+    /// Blocked so long since the last poll that the group may have moved the partitions.
+    Stale,
 }
 
 impl From<SealError> for Step {
@@ -343,6 +345,10 @@ pub struct Ingest {
     rt: tokio::runtime::Handle,
     shutdown: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    /// librdkafka's `max.poll.interval.ms`.
+    max_poll: Duration,
+    /// When the poll loop last called `poll`.
+    polled_at: std::cell::Cell<Instant>,
 }
 
 impl Ingest {
@@ -353,11 +359,21 @@ impl Ingest {
         metrics: Arc<Metrics>,
     ) -> Result<Self, IngestError> {
         cfg.validate()?;
+        let max_poll = match cfg.kafka.get("max.poll.interval.ms") {
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "kafka.\"max.poll.interval.ms\" = {v:?} is not a number of milliseconds"
+                ))
+            })?,
+            None => 300_000,
+        };
         Ok(Ingest {
             cfg,
             rt,
             shutdown,
             metrics,
+            max_poll: Duration::from_millis(max_poll),
+            polled_at: std::cell::Cell::new(Instant::now()),
         })
     }
 
@@ -443,8 +459,10 @@ impl Ingest {
         let mut leaf_buf = Vec::with_capacity(1024);
         let mut last_tick = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
+            self.polled_at.set(Instant::now());
             let polled = consumer.poll(Duration::from_millis(100));
             self.apply_handover(&consumer, &mut parts);
+            self.drop_lost_assignment(&consumer, &mut parts);
             match polled {
                 None => {}
                 Some(Err(e)) => {
@@ -471,6 +489,7 @@ impl Ingest {
                             Ok(written) => Ok(written),
                             Err(Step::Seal(e)) => Err(e),
                             Err(Step::Fatal(e)) => return Err(e),
+                            Err(Step::Stale) => Ok(None),
                         };
                         self.after_seal(&consumer, &mut parts, i, result, &mut summary)?;
                     }
@@ -478,6 +497,10 @@ impl Ingest {
             }
             if last_tick.elapsed() >= Duration::from_millis(500) {
                 last_tick = Instant::now();
+                self.drop_lost_assignment(&consumer, &mut parts);
+                if self.rewind_if_stale(&consumer, &mut parts)? {
+                    continue;
+                }
                 self.metrics.consumed(
                     parts
                         .iter()
@@ -492,6 +515,7 @@ impl Ingest {
         }
         eprintln!("cairn ingest: shutting down; sealing what is buffered");
         self.metrics.ready.store(false, Ordering::Relaxed);
+        self.drop_lost_assignment(&consumer, &mut parts);
         let mut unsealed = Vec::new();
         for i in 0..parts.len() {
             match self.rt.block_on(parts[i].sealer.flush()) {
@@ -545,6 +569,22 @@ impl Ingest {
             }
         }
         Ok(())
+    }
+
+    /// librdkafka left the group on its own (`max.poll.interval.ms` exceeded while this
+    /// thread was blocked, e.g. on an unavailable dead-letter topic): other members may already
+    /// be sealing these partitions from the manifests, so nothing buffered here may be written.
+    fn drop_lost_assignment(&self, consumer: &BaseConsumer<Ctx>, parts: &mut Vec<Partition>) {
+        if parts.is_empty() || !consumer.assignment_lost() {
+            return;
+        }
+        eprintln!(
+            "cairn ingest: the group assignment was lost (blocked longer than max.poll.interval.ms?); dropping the unsealed buffers of {} partitions, their next owner re-reads them",
+            parts.len()
+        );
+        for p in parts.drain(..) {
+            self.metrics.partition_revoked(&p.topic, p.partition);
+        }
     }
 
     fn apply_handover(&self, consumer: &BaseConsumer<Ctx>, parts: &mut Vec<Partition>) {
@@ -624,6 +664,11 @@ impl Ingest {
                 // a restart.
                 self.dead_letter(producer, m, &reason.to_string())
                     .map_err(Step::Fatal)?;
+                if self.away_too_long() {
+                    // Blocked too long: the partition may have a new owner already. Seal
+                    // nothing more here; the loop rewinds it before anything is written.
+                    return Err(Step::Stale);
+                }
                 self.metrics.dead_lettered(&part.topic);
                 written.extend(
                     self.rt
@@ -763,16 +808,55 @@ impl Ingest {
                     }));
                 }
                 std::thread::sleep(Duration::from_millis(500));
-                let ctx = consumer.context();
-                let Some(fresh) = ctx.open_partition(&topic, partition) else {
-                    return Ok(());
-                };
-                let offset = start_position(fresh.sealer.resume_offset());
-                consumer.seek(&topic, partition, offset, Duration::from_secs(10))?;
-                parts[i] = fresh;
-                Ok(())
+                self.rewind(consumer, parts, i)
             }
         }
+    }
+
+    /// Reopens partition `i` from the store (dropping what it buffered) and positions the
+    /// consumer at its resume point.
+    fn rewind(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        parts: &mut [Partition],
+        i: usize,
+    ) -> Result<(), IngestError> {
+        let (topic, partition) = (parts[i].topic.clone(), parts[i].partition);
+        let Some(fresh) = consumer.context().open_partition(&topic, partition) else {
+            return Ok(());
+        };
+        let offset = start_position(fresh.sealer.resume_offset());
+        consumer.seek(&topic, partition, offset, Duration::from_secs(10))?;
+        parts[i] = fresh;
+        Ok(())
+    }
+
+    fn away_too_long(&self) -> bool {
+        self.polled_at.get().elapsed() >= self.max_poll / 2
+    }
+
+    /// Has this thread been away from `poll` so long (half of `max.poll.interval.ms`) that
+    /// librdkafka may have left the group and another member may own the partitions? Then
+    /// nothing held may be written: every partition is rewound to its manifests, and the next
+    /// poll either revokes them or carries on from there. (librdkafka's `assignment_lost` does
+    /// not say so while a rebalance it could not take part in is still pending.)
+    fn rewind_if_stale(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        parts: &mut [Partition],
+    ) -> Result<bool, IngestError> {
+        if !self.away_too_long() || parts.is_empty() {
+            return Ok(false);
+        }
+        let away = self.polled_at.get().elapsed();
+        eprintln!(
+            "cairn ingest: {away:.1?} since the last poll (max.poll.interval.ms is {:?}): the group may have moved these partitions; rewinding them to their manifests before sealing anything more",
+            self.max_poll
+        );
+        for i in 0..parts.len() {
+            self.rewind(consumer, parts, i)?;
+        }
+        Ok(true)
     }
 }
 
