@@ -1109,7 +1109,11 @@ fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
     // A's dead-letter topic appears: its write succeeds, and A must drop what it holds.
     broker.create_topic("audit.dlq.late", 1);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !a.saw().iter().any(|l| l.contains("rewinding them to their manifests")) {
+    while !a
+        .saw()
+        .iter()
+        .any(|l| l.contains("rewinding them to their manifests"))
+    {
         assert!(Instant::now() < deadline, "A never noticed: {:#?}", a.saw());
         std::thread::sleep(Duration::from_millis(200));
     }
