@@ -46,6 +46,24 @@ fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i3
     }
 }
 
+/// Sends `json_event(i, "t")` for each `i` in `range` to partition `i % partitions` of
+/// `audit`, then waits for every delivery.
+fn produce_json(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    range: std::ops::Range<u64>,
+    partitions: u64,
+) {
+    for i in range {
+        send(
+            p,
+            "audit",
+            (i % partitions) as i32,
+            json_event(i, "t").as_bytes(),
+        );
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
 fn json_event(i: u64, tenant: &str) -> String {
     format!(
         r#"{{"event_id":"00000000-0000-4000-8000-{i:012}","occurred_at":"2026-11-26T00:00:00.{:06}Z","tenant":"{tenant}","actor":{{"id":"u{i}","type":"user"}},"action":"read","resource":{{"type":"doc","id":"d{i}"}},"outcome":"success","source":"app","sensitivity":"internal","details":{{"n":"{i}"}}}}"#,
@@ -706,10 +724,7 @@ fn two_instances_seal_everything_once(strategy: &str) {
         &["--segment-events", "25", "--kafka", &strategy],
     );
     b.wait_assigned(Duration::from_secs(60));
-    for i in 300..600u64 {
-        send(&p, "audit", (i % 3) as i32, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 300..600, 3);
     let report = wait_sealed(
         store_s,
         &keys.public,
@@ -777,10 +792,7 @@ fn a_store_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     let (broker, _tmp, keys, store) = setup(1);
     let store_s = store.to_str().unwrap();
     let p = producer(&broker);
-    for i in 0..200u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 0..200, 1);
     let ingest = Ingester::start(&broker, store_s, &keys.key, &["--segment-events", "20"]);
     wait_sealed(store_s, &keys.public, 200, &[199], Duration::from_secs(60));
 
@@ -788,10 +800,7 @@ fn a_store_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     let away = store.with_extension("away");
     std::fs::rename(&store, &away).unwrap();
     std::fs::write(&store, b"not a directory").unwrap();
-    for i in 200..400u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 200..400, 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ingest
         .saw()
@@ -848,10 +857,7 @@ fn an_s3_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     let store = "s3://audit/vault";
     let metrics = free_addr();
     let p = producer(&broker);
-    for i in 0..200u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 0..200, 1);
     let ingest = Ingester::spawn(
         &broker,
         store,
@@ -872,10 +878,7 @@ fn an_s3_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     assert_eq!(committed_offset(&broker, "cairn-test"), 200);
 
     gate.close();
-    for i in 200..400u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 200..400, 1);
     wait_metrics(
         &metrics,
         &["cairn_store_failing 1".to_string()],
@@ -887,16 +890,8 @@ fn an_s3_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
         200,
         "nothing committed while the store is unreachable"
     );
-    let (code, out, err) = s3.cairn(&[
-        "verify",
-        "--store",
-        store,
-        "--pubkey",
-        &keys.public,
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (code, report) = s3.verify(store, &[&keys.public]);
+    assert_eq!(code, 0, "{report:#}");
     assert_eq!(
         report["events_checked"], 200,
         "nothing sealed while away: {report:#}"
@@ -935,10 +930,7 @@ fn a_failed_seal_at_shutdown_exits_nonzero_and_the_next_start_seals_everything()
     let store_s = store.to_str().unwrap();
     let metrics = free_addr();
     let p = producer(&broker);
-    for i in 0..50u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 0..50, 1);
     // Nothing is cut before shutdown: 50 events stay buffered.
     let ingest = Ingester::start_aged(
         &broker,
@@ -984,12 +976,7 @@ fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let produce = |range: std::ops::Range<u64>| {
-        for i in range {
-            send(&p, "audit", (i % 3) as i32, json_event(i, "t").as_bytes());
-        }
-        p.flush(Duration::from_secs(60)).unwrap();
-    };
+    let produce = |range| produce_json(&p, range, 3);
     produce(0..150);
     let metrics = free_addr();
     let ingest = Ingester::start_aged(
@@ -1065,14 +1052,9 @@ fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
     let (broker, _tmp, keys, store) = setup(1);
     let store_s = store.to_str().unwrap();
     let p = producer(&broker);
-    for i in 0..20u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
+    produce_json(&p, 0..20, 1);
     send(&p, "audit", 0, b"not an event");
-    for i in 20..40u64 {
-        send(&p, "audit", 0, json_event(i, "t").as_bytes());
-    }
-    p.flush(Duration::from_secs(10)).unwrap();
+    produce_json(&p, 20..40, 1);
 
     // A (segments of 10) seals 0..=9, cuts 10..=19 (written at its next tick), then blocks on
     // the bad message at offset 20: its dead-letter topic does not exist yet.

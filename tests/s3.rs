@@ -97,13 +97,7 @@ fn sealed_bucket() -> Sealed {
 
 impl Sealed {
     fn verify(&self, pubkeys: &[&str]) -> (i32, serde_json::Value) {
-        let mut args = vec!["verify", "--store", &self.store, "--json"];
-        for k in pubkeys {
-            args.extend(["--pubkey", k]);
-        }
-        let (code, out, err) = self.s3.cairn(&args);
-        let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-        (code, report)
+        self.s3.verify(&self.store, pubkeys)
     }
 
     fn expect(&self, want: &[(&str, &str)]) {
@@ -349,16 +343,7 @@ fn an_orphan_encoded_by_another_writer_is_adopted_on_s3() {
     let (code, _, err) = s3.cairn(&seal_args(store, &keys.key, input.to_str().unwrap()));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("recovered v1/streams/billing/0/"), "{err}");
-    let (code, out, err) = s3.cairn(&[
-        "verify",
-        "--store",
-        store,
-        "--pubkey",
-        &keys.public,
-        "--json",
-    ]);
-    let report: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let (code, report) = s3.verify(store, &[&keys.public]);
     assert_eq!(code, 0, "{report:#}");
     assert!(
         report["findings"].as_array().unwrap().is_empty(),

@@ -113,20 +113,57 @@ fn seal_then_verify_accounts_for_every_line() {
     assert_eq!(report["events_checked"], valid + 5);
 }
 
-#[test]
-fn crash_between_parquet_and_manifest_is_recovered_under_the_same_names() {
+/// The sample sealed locally in segments of 10, then left as a crash after the last Parquet
+/// write leaves it: no manifest for that range.
+struct Crashed {
+    tmp: tempfile::TempDir,
+    keys: Keys,
+    store: std::path::PathBuf,
+    rejects: std::path::PathBuf,
+    input: std::path::PathBuf,
+    /// Every object of the uninterrupted run.
+    before: Vec<String>,
+    last_manifest: std::path::PathBuf,
+    orphan: std::path::PathBuf,
+}
+
+fn crashed_after_last_parquet() -> Crashed {
     let tmp = tempfile::tempdir().unwrap();
     let keys = keygen(tmp.path());
     let store = tmp.path().join("vault");
-    let store_s = store.to_str().unwrap();
     let rejects = tmp.path().join("rejects.jsonl");
     let input = data("sample.jsonl");
-    seal(&input, store_s, &keys.key, 10, &rejects);
+    seal(&input, store.to_str().unwrap(), &keys.key, 10, &rejects);
     let before = objects(&store);
-
-    // The state a crash after the last Parquet write leaves: no manifest for that range.
-    let last_manifest = store.join(before.iter().rfind(|o| o.ends_with(".manifest")).unwrap());
+    let last = before.iter().rfind(|o| o.ends_with(".manifest")).unwrap();
+    let last_manifest = store.join(last);
+    let orphan = store.join(last.replace(".manifest", ".parquet"));
     std::fs::remove_file(&last_manifest).unwrap();
+    Crashed {
+        tmp,
+        keys,
+        store,
+        rejects,
+        input,
+        before,
+        last_manifest,
+        orphan,
+    }
+}
+
+#[test]
+fn crash_between_parquet_and_manifest_is_recovered_under_the_same_names() {
+    let Crashed {
+        tmp,
+        keys,
+        store,
+        rejects,
+        input,
+        before,
+        last_manifest,
+        ..
+    } = crashed_after_last_parquet();
+    let store_s = store.to_str().unwrap();
     let (code, report) = verify(store_s, &[&keys.public]);
     assert_eq!(code, 0, "an orphan Parquet file is a warning: {report:#}");
     assert_eq!(kinds(&report), ["orphan_file".to_string()].into());
@@ -343,17 +380,17 @@ fn an_independent_verifier_written_from_format_md_agrees() {
 /// adopted and signed as it is, instead of wedging the stream on a conflict.
 #[test]
 fn an_orphan_encoded_by_another_writer_is_adopted_when_it_holds_the_same_events() {
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = keygen(tmp.path());
-    let store = tmp.path().join("vault");
+    let Crashed {
+        tmp: _tmp,
+        keys,
+        store,
+        rejects,
+        input,
+        before,
+        orphan,
+        ..
+    } = crashed_after_last_parquet();
     let store_s = store.to_str().unwrap();
-    let rejects = tmp.path().join("rejects.jsonl");
-    let input = data("sample.jsonl");
-    seal(&input, store_s, &keys.key, 10, &rejects);
-    let before = objects(&store);
-    let last_manifest = before.iter().rfind(|o| o.ends_with(".manifest")).unwrap();
-    let orphan = store.join(last_manifest.replace(".manifest", ".parquet"));
-    std::fs::remove_file(store.join(last_manifest)).unwrap();
 
     // Re-encode the orphan as another Parquet writer would (uncompressed, other created_by):
     // the same rows and columns, other bytes.

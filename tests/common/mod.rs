@@ -67,7 +67,17 @@ pub fn seal(input: &Path, store: &str, key: &str, segment_events: u64, rejects: 
 
 /// `cairn verify --json`: (exit code, report).
 pub fn verify(store: &str, pubkeys: &[&str]) -> (i32, serde_json::Value) {
+    verify_env(store, pubkeys, &[])
+}
+
+/// [`verify`] with extra environment (an S3 endpoint: [`S3Server::env`]).
+pub fn verify_env(
+    store: &str,
+    pubkeys: &[&str],
+    env: &[(&str, String)],
+) -> (i32, serde_json::Value) {
     let mut cmd = cairn();
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args(["verify", "--store", store, "--json"]);
     for k in pubkeys {
         cmd.args(["--pubkey", k]);
@@ -203,6 +213,11 @@ impl S3Server {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// `cairn verify --json` of `store` on this server: (exit code, report).
+    pub fn verify(&self, store: &str, pubkeys: &[&str]) -> (i32, serde_json::Value) {
+        verify_env(store, pubkeys, &self.env())
     }
 
     /// tests/services/s3_admin.py (boto3): (exit code, stdout).
