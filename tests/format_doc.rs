@@ -116,3 +116,38 @@ fn worked_example_in_format_md_matches_the_code() {
         );
     }
 }
+
+/// Issue 7, question 12: one list of finding classes, with severities, shared by FORMAT.md
+/// §8.1, the README, the human report and `--json` (the names come from one enum).
+#[test]
+fn format_md_readme_and_the_verifier_share_one_list_of_finding_classes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/FORMAT.md")).unwrap();
+    let section = &doc[doc.find("### 8.1 Finding classes").unwrap()..];
+    let section = &section[..section.find("### 8.2").unwrap()];
+    let table: Vec<(String, String)> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cells[0].trim_end_matches('`').to_string(),
+                cells[1].to_string(),
+            )
+        })
+        .collect();
+    let code: Vec<(String, String)> = cairn_verify::FindingKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_string(), k.severity().as_str().to_string()))
+        .collect();
+    assert_eq!(table, code, "FORMAT.md §8.1 and FindingKind disagree");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for k in cairn_verify::FindingKind::ALL {
+        assert!(
+            readme.contains(&format!("`{k}`")),
+            "README does not name `{k}`"
+        );
+        // --json uses the same name.
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+    }
+}

@@ -351,3 +351,25 @@ fn an_orphan_encoded_by_another_writer_is_adopted_on_s3() {
     );
     assert_eq!(report["events_checked"], 43, "{report:#}");
 }
+
+/// FORMAT.md §8.3 step 7 (issue 7, question 16): an auditor downloads the bucket and
+/// verifies the copy offline. The manifests keep their S3 version ids, which a store without
+/// versions ignores: the copy is intact, for cairn and for the independent verifier.
+#[test]
+fn a_local_copy_of_an_s3_vault_verifies_offline() {
+    let sealed = sealed_bucket();
+    let copy = sealed._tmp.path().join("downloaded");
+    for o in sealed.manifests.iter().chain(&sealed.parquets) {
+        let dest = copy.join(o);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        sealed
+            .s3
+            .admin(&["get", "audit", &sealed.key(o), dest.to_str().unwrap()]);
+    }
+    let first = std::fs::read_to_string(copy.join(&sealed.manifests[0])).unwrap();
+    assert!(!first.contains("\"version_id\":null"), "{first}");
+    let (code, report) = verify_both(&copy, &[&sealed.keys.public]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(findings(&report).is_empty(), "{report:#}");
+    assert_eq!(report["events_checked"], 43);
+}

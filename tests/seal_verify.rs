@@ -424,3 +424,27 @@ fn an_orphan_encoded_by_another_writer_is_adopted_when_it_holds_the_same_events(
         "{report:#}"
     );
 }
+
+/// Issue 7: `cairn seal --rejects /dev/null` failed ("syncing rejects file /dev/null: Invalid
+/// argument"); a user discarding rejects must be able to.
+#[test]
+fn rejects_can_be_discarded_to_dev_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let input = data("sample.jsonl");
+    let out = seal(
+        &input,
+        store.to_str().unwrap(),
+        &keys.key,
+        10,
+        std::path::Path::new("/dev/null"),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("43 events, 7 rejected lines"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, report) = verify(store.to_str().unwrap(), &[&keys.public]);
+    assert_eq!(code, 0, "{report:#}");
+}

@@ -443,3 +443,66 @@ pub fn reencode(file: &[u8]) -> Vec<u8> {
     w.close().unwrap();
     out
 }
+
+/// Replaces the body of the manifest at `path` by `edit(body)` and signs it again with the
+/// secret key file `key` (a trusted signer producing that body).
+pub fn resign(path: &Path, key: &str, edit: impl FnOnce(&str) -> String) {
+    use base64::Engine;
+    let key = cairn_format::SigningKey::load(Path::new(key)).unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let body = edit(text.lines().next().unwrap());
+    let sig = key.sign(&cairn_format::manifest::signing_input(body.as_bytes()));
+    make_writable(path);
+    std::fs::write(
+        path,
+        format!(
+            "{body}\ned25519 {} {}\n",
+            key.key_id(),
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        ),
+    )
+    .unwrap();
+}
+
+/// tests/independent_verifier.py (written from docs/FORMAT.md alone) on a local store:
+/// (exit code, its (class, object) findings, its output).
+pub fn independent_verify(
+    store: &Path,
+    pubkeys: &[&str],
+) -> (i32, BTreeSet<(String, String)>, String) {
+    let out = Command::new("python3")
+        .arg(data("../independent_verifier.py"))
+        .arg(store)
+        .args(pubkeys)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let found = stdout
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("FAIL ")
+                .or_else(|| l.strip_prefix("WARN "))
+                .or_else(|| l.strip_prefix("INCOMPLETE "))?;
+            let mut parts = rest.splitn(3, ' ');
+            let class = parts.next()?.to_string();
+            let object = parts.next()?.trim_end_matches(':').to_string();
+            Some((class, object))
+        })
+        .collect();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), found, all)
+}
+
+/// `cairn verify` and the independent verifier reach the same verdict on `store`: the same
+/// exit code and the same (class, object) findings. Returns cairn's report.
+pub fn verify_both(store: &Path, pubkeys: &[&str]) -> (i32, serde_json::Value) {
+    let (code, report) = verify(store.to_str().unwrap(), pubkeys);
+    let (icode, ifound, iout) = independent_verify(store, pubkeys);
+    assert_eq!(
+        (icode, &ifound),
+        (code, &findings(&report)),
+        "the independent verifier disagrees with cairn verify\ncairn: {report:#}\nindependent:\n{iout}"
+    );
+    (code, report)
+}

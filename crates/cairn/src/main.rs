@@ -59,7 +59,15 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Verify every segment, signature, chain and offset range in a store.
     ///
-    /// Exit status: 0 intact, 1 integrity failure found, 2 usage or I/O error (verification incomplete).
+    /// Lists the whole store (a symbolic link or special file in a local vault is an integrity
+    /// failure and is never followed) and checks it as docs/FORMAT.md §8 specifies; each
+    /// finding names one object and one class. Without signed checkpoints an intact verdict
+    /// cannot rule out the deletion of whole streams or of a stream's newest segments, or a
+    /// stream copied in from another vault signed by a trusted key; every report says so.
+    ///
+    /// Exit status: 0 intact, 1 integrity failure found, 2 usage error (a malformed or weak
+    /// --pubkey, a missing store, a store holding no manifest) or incomplete (an object could
+    /// not be read).
     Verify {
         /// Store to verify: a directory or s3://bucket[/prefix].
         #[arg(long, value_name = "URL")]
@@ -127,7 +135,10 @@ async fn verify(
 ) -> anyhow::Result<u8> {
     let keys = pubkeys
         .iter()
-        .map(|p| PublicKey::load(p))
+        .map(|p| {
+            PublicKey::load(p)
+                .context("each --pubkey must be a public key file written by `cairn keygen`")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let opts = StoreOptions {
         read_only: true,
@@ -147,7 +158,13 @@ async fn verify(
     if tty {
         vopts.progress = Some(&progress);
     }
-    let report = cairn_verify::verify_store(&store, &keys, &vopts).await?;
+    let report = match cairn_verify::verify_store(&store, &keys, &vopts).await {
+        Ok(r) => r,
+        Err(e @ cairn_verify::VerifyError::Empty { .. }) => {
+            return Err(anyhow::Error::new(e).context("is --store the right location?"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if tty {
         eprintln!();
     }
@@ -173,8 +190,8 @@ fn print_report(r: &cairn_verify::Report) {
     }
     for f in &r.findings {
         println!(
-            "  {} {:?}: {} — {}",
-            f.severity.to_uppercase(),
+            "  {} {} {} — {}",
+            f.severity.as_str().to_uppercase(),
             f.kind,
             f.object,
             f.message
@@ -185,10 +202,14 @@ fn print_report(r: &cairn_verify::Report) {
         1 => "INTEGRITY FAILURE",
         _ => "INCOMPLETE (some objects could not be read)",
     };
-    let errors = r.findings.iter().filter(|f| !f.kind.is_warning()).count();
+    let errors = r.errors();
     let warnings = r.findings.len() - errors;
     println!(
         "{verdict}: {} segments, {} events, {} Parquet bytes checked; {errors} errors, {warnings} warnings",
         r.segments_checked, r.events_checked, r.parquet_bytes_checked
     );
+    println!("not established by any verdict (docs/FORMAT.md §8.5):");
+    for l in &r.limitations {
+        println!("  - {l}");
+    }
 }

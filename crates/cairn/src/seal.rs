@@ -42,7 +42,7 @@ pub struct SealArgs {
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
     segment_bytes: u64,
     /// Where rejected lines go, as JSON lines with the line number and reason
-    /// (`-` for stdout). Appended to. Default: INPUT.rejects.jsonl.
+    /// (`-` for stdout, `/dev/null` to discard). Appended to. Default: INPUT.rejects.jsonl.
     #[arg(long, value_name = "FILE")]
     rejects: Option<String>,
     /// S3 only: put each object under COMPLIANCE retention for this many days instead of
@@ -200,11 +200,19 @@ impl Rejects {
     }
 
     /// Makes every reject durable; called before a manifest that lists them is written.
+    /// Only a regular file can be synced: `/dev/null` (discarding rejects), a pipe or a
+    /// terminal cannot, and need not be.
     fn sync(&mut self) -> anyhow::Result<()> {
         self.out.flush()?;
         if let Some(f) = &self.file {
-            f.sync_data()
-                .with_context(|| format!("syncing rejects file {}", self.path))?;
+            let regular = f
+                .metadata()
+                .with_context(|| format!("inspecting rejects file {}", self.path))?
+                .is_file();
+            if regular {
+                f.sync_data()
+                    .with_context(|| format!("syncing rejects file {}", self.path))?;
+            }
         }
         Ok(())
     }

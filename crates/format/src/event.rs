@@ -265,8 +265,15 @@ fn non_empty(field: &str, v: &str) -> Result<(), EventError> {
     }
 }
 
+/// The earliest instant a timestamp may denote: 0001-01-01T00:00:00.000000Z (docs/FORMAT.md §0:
+/// four-digit years from 0001, which every verifier's date library can represent).
+pub const MIN_TIMESTAMP_US: i64 = -62_135_596_800_000_000;
+/// The latest: 9999-12-31T23:59:59.999999Z.
+pub const MAX_TIMESTAMP_US: i64 = 253_402_300_799_999_999;
+
 /// Parses an RFC 3339 timestamp into microseconds since the epoch, UTC. Sub-microsecond
-/// digits are rejected rather than silently truncated.
+/// digits are rejected rather than silently truncated, and so are instants outside the years
+/// 0001–9999 (a manifest could not state them, docs/FORMAT.md §0).
 pub fn parse_rfc3339_micros(s: &str) -> Result<i64, String> {
     let dt = chrono::DateTime::parse_from_rfc3339(s)
         .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp ({e})"))?;
@@ -275,15 +282,49 @@ pub fn parse_rfc3339_micros(s: &str) -> Result<i64, String> {
             "{s:?} has sub-microsecond precision; cairn stores microseconds"
         ));
     }
-    Ok(dt.timestamp_micros())
+    let us = dt.timestamp_micros();
+    if !(MIN_TIMESTAMP_US..=MAX_TIMESTAMP_US).contains(&us) {
+        return Err(format!(
+            "{s:?} is outside the years 0001 to 9999 (in UTC) that cairn can seal"
+        ));
+    }
+    Ok(us)
 }
 
-/// Formats microseconds since the epoch as RFC 3339 UTC with exactly six fractional digits.
-pub fn format_micros(us: i64) -> String {
-    match chrono::DateTime::from_timestamp_micros(us) {
-        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        None => format!("invalid-timestamp({us})"),
+/// Formats microseconds since the epoch in the canonical form of docs/FORMAT.md §0
+/// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`); `None` outside the years 0001–9999, which that form
+/// cannot express.
+pub fn format_micros(us: i64) -> Option<String> {
+    if !(MIN_TIMESTAMP_US..=MAX_TIMESTAMP_US).contains(&us) {
+        return None;
     }
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|dt| dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
+/// Parses a timestamp in the canonical form of docs/FORMAT.md §0 and nothing else: exactly
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, a valid UTC date and time in the years 0001–9999.
+pub fn parse_canonical_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
+    let shape = b.len() == 27
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[26] == b'Z'
+        && digits
+            .iter()
+            .all(|r| b[r.clone()].iter().all(u8::is_ascii_digit));
+    if !shape {
+        return None;
+    }
+    let dt = chrono::NaiveDateTime::parse_from_str(&s[..26], "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    let us = dt.and_utc().timestamp_micros();
+    // The round trip rejects what the parser tolerates (a leap second, year 0000).
+    (format_micros(us).as_deref() == Some(s)).then_some(us)
 }
 
 impl RawEvent {
@@ -332,7 +373,7 @@ mod tests {
     fn parses_a_valid_event_into_utc_micros() {
         let e = AuditEvent::from_json(GOOD.as_bytes()).unwrap();
         assert_eq!(
-            format_micros(e.occurred_at_us),
+            format_micros(e.occurred_at_us).unwrap(),
             "2026-11-26T09:00:00.123456Z"
         );
         assert_eq!(e.actor.ip.as_deref(), Some("10.0.0.1"));
@@ -390,6 +431,45 @@ mod tests {
     fn sub_microsecond_timestamps_are_rejected_not_truncated() {
         let e = err(&GOOD.replace(".123456+01:00", ".1234567+01:00"));
         assert!(matches!(e, EventError::Field { field, .. } if field == "occurred_at"));
+    }
+
+    #[test]
+    fn timestamps_outside_the_years_0001_to_9999_are_rejected() {
+        // Regression (issue 7): a manifest bound must always have the canonical form.
+        let e = err(&GOOD.replace("2026-11-26T10:00:00.123456+01:00", "0000-12-31T23:59:59Z"));
+        assert!(matches!(e, EventError::Field { field, .. } if field == "occurred_at"));
+        assert_eq!(format_micros(MIN_TIMESTAMP_US - 1), None);
+        assert_eq!(format_micros(MAX_TIMESTAMP_US + 1), None);
+        assert_eq!(
+            format_micros(MAX_TIMESTAMP_US).unwrap(),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(
+            format_micros(MIN_TIMESTAMP_US).unwrap(),
+            "0001-01-01T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn only_the_canonical_timestamp_form_parses() {
+        let us = parse_canonical_timestamp("2026-11-26T09:30:01.000000Z").unwrap();
+        assert_eq!(format_micros(us).unwrap(), "2026-11-26T09:30:01.000000Z");
+        for bad in [
+            "2026-11-26T09:30:01Z",
+            "2026-11-26T09:30:01.000Z",
+            "2026-11-26T09:30:01.0000000Z",
+            "2026-11-26T09:30:01.000000+00:00",
+            "2026-11-26t09:30:01.000000Z",
+            "2026-11-26T09:30:01.000000z",
+            "2026-02-30T09:30:01.000000Z",
+            "2026-12-31T23:59:60.000000Z",
+            "0000-01-01T00:00:00.000000Z",
+            "+2026-11-26T09:30:01.00000Z",
+            "2026-11-26T09:30:01.00000aZ",
+            "",
+        ] {
+            assert_eq!(parse_canonical_timestamp(bad), None, "{bad}");
+        }
     }
 
     #[test]

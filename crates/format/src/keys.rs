@@ -26,13 +26,16 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a cairn {kind} key: expected one line `{tag}<64 hex digits>` (create one with `cairn keygen`)"
+        "{path} is not a cairn {kind} key file: {problem}; expected exactly one line `{tag}<64 lowercase hex digits>`"
     )]
     Malformed {
         path: String,
         kind: &'static str,
         tag: &'static str,
+        problem: String,
     },
+    #[error("{path} holds a public key that cannot be trusted: {problem}")]
+    WeakPublicKey { path: String, problem: &'static str },
     #[error(
         "{0} already exists; refusing to overwrite a key (move it away or choose another --out)"
     )]
@@ -99,10 +102,11 @@ impl SigningKey {
     pub fn parse(text: &str, path: &str) -> Result<Self, KeyError> {
         parse_tagged(text, SECRET_TAG)
             .map(Self::from_seed)
-            .ok_or_else(|| KeyError::Malformed {
+            .map_err(|problem| KeyError::Malformed {
                 path: path.to_string(),
                 kind: "secret",
                 tag: SECRET_TAG,
+                problem,
             })
     }
 
@@ -152,14 +156,30 @@ impl PublicKey {
         format!("{PUBLIC_TAG}{}\n", hex::encode(self.to_bytes()))
     }
 
+    /// Parses a public key file strictly (docs/FORMAT.md §6.4) and refuses keys a verifier
+    /// must not trust: non-canonical encodings and points of small order.
     pub fn parse(text: &str, path: &str) -> Result<Self, KeyError> {
-        parse_tagged(text, PUBLIC_TAG)
-            .and_then(Self::from_bytes)
-            .ok_or_else(|| KeyError::Malformed {
-                path: path.to_string(),
-                kind: "public",
-                tag: PUBLIC_TAG,
-            })
+        let bytes = parse_tagged(text, PUBLIC_TAG).map_err(|problem| KeyError::Malformed {
+            path: path.to_string(),
+            kind: "public",
+            tag: PUBLIC_TAG,
+            problem,
+        })?;
+        let weak = |problem| KeyError::WeakPublicKey {
+            path: path.to_string(),
+            problem,
+        };
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| weak("it is not a point on the Ed25519 curve"))?;
+        if key.to_bytes() != bytes {
+            return Err(weak("it is not the canonical encoding of its point"));
+        }
+        if key.is_weak() {
+            return Err(weak(
+                "it is a point of small order (such as the identity), under which forged signatures verify",
+            ));
+        }
+        Ok(PublicKey(key))
     }
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
@@ -171,11 +191,32 @@ impl PublicKey {
     }
 }
 
-fn parse_tagged(text: &str, tag: &str) -> Option<[u8; 32]> {
-    let hexpart = text.trim_end_matches('\n').strip_prefix(tag)?;
+/// `tag` + 64 lowercase hex digits + an optional single `\n`, and nothing else.
+fn parse_tagged(text: &str, tag: &str) -> Result<[u8; 32], String> {
+    let line = text.strip_suffix('\n').unwrap_or(text);
+    if line.contains('\r') {
+        return Err("it has a carriage return (CRLF line ending): save it with LF".into());
+    }
+    if line.contains('\n') {
+        return Err("it has more than one line".into());
+    }
+    let hexpart = line.strip_prefix(tag).ok_or_else(|| {
+        if line.starts_with('\u{feff}') {
+            "it starts with a byte-order mark".to_string()
+        } else {
+            format!("it does not start with `{tag}`")
+        }
+    })?;
+    if hexpart.len() != 64
+        || !hexpart
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err("the key is not 64 lowercase hex digits".into());
+    }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(hexpart, &mut out).ok()?;
-    Some(out)
+    hex::decode_to_slice(hexpart, &mut out).expect("checked hex");
+    Ok(out)
 }
 
 /// Writes `dir/signing.key` (mode 0600, created exclusively) and `dir/signing.pub`.
@@ -245,5 +286,62 @@ mod tests {
             e.to_string().contains("k.pub is not a cairn public key"),
             "{e}"
         );
+    }
+
+    /// FORMAT.md §6.4 (issue 7, question 14): one strict form, nothing lenient.
+    #[test]
+    fn key_files_are_strict() {
+        let pk = SigningKey::from_seed([7; 32]).public();
+        let good = pk.to_file_string();
+        assert!(PublicKey::parse(&good, "k").is_ok());
+        assert!(
+            PublicKey::parse(good.trim_end(), "k").is_ok(),
+            "no final newline"
+        );
+        let hexpart = good
+            .trim_end()
+            .strip_prefix(PUBLIC_TAG)
+            .unwrap()
+            .to_string();
+        for (bad, says) in [
+            (
+                format!("{PUBLIC_TAG}{}\n", hexpart.to_uppercase()),
+                "lowercase",
+            ),
+            (good.replace('\n', "\r\n"), "carriage return"),
+            (format!("{good}\n"), "more than one line"),
+            (format!("\n{good}"), "more than one line"),
+            (format!(" {good}"), "does not start"),
+            (
+                format!("{}\n", good.trim_end()).replace(':', ": "),
+                "lowercase",
+            ),
+            (format!("\u{feff}{good}"), "byte-order mark"),
+            (format!("{PUBLIC_TAG}{}\n", &hexpart[2..]), "lowercase"),
+        ] {
+            let e = PublicKey::parse(&bad, "k").unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+
+    /// Issue 7: a trusted key of small order (the identity) was loaded without complaint.
+    #[test]
+    fn small_order_and_non_canonical_public_keys_are_refused() {
+        let identity = {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        };
+        let file = format!("{PUBLIC_TAG}{}\n", hex::encode(identity));
+        let e = PublicKey::parse(&file, "id.pub").unwrap_err();
+        assert!(matches!(e, KeyError::WeakPublicKey { .. }), "{e}");
+        assert!(e.to_string().contains("small order"), "{e}");
+        // y = p + 1 (non-canonical encoding of y = 1, the identity again).
+        let mut noncanonical = [0xffu8; 32];
+        noncanonical[0] = 0xee;
+        noncanonical[31] = 0x7f;
+        let file = format!("{PUBLIC_TAG}{}\n", hex::encode(noncanonical));
+        let e = PublicKey::parse(&file, "nc.pub").unwrap_err();
+        assert!(matches!(e, KeyError::WeakPublicKey { .. }), "{e}");
     }
 }

@@ -1,5 +1,4 @@
-//! Segment manifests: fields, canonical bytes, signature and chain (docs/FORMAT.md,
-//! "Manifest").
+//! Segment manifests: fields, canonical bytes, signature and chain (docs/FORMAT.md §6).
 //!
 //! A manifest object is exactly two lines:
 //!
@@ -11,12 +10,19 @@
 //! The signature is Ed25519 over `"cairn-manifest-v1\n" ‖ body` (body without its newline).
 //! The chain hash of a manifest is `SHA-256(body)`. The first manifest of a stream links to
 //! [`GENESIS`] (32 zero bytes).
+//!
+//! Reading is layered as FORMAT.md §8.3 is: [`ManifestLines::split`] (layout), then the
+//! signature line ([`SignatureLine::parse`], judged on its own), then the body's structure
+//! ([`ManifestLines::parse_body`]), then its rules ([`Manifest::rule_violations`]). A broken
+//! signature line never stops the body from being read.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::event::{StreamId, parse_canonical_timestamp};
 use crate::keys::{KeyId, PublicKey, SigningKey};
+use crate::names::{ObjectKind, object_name};
 
 pub const SIGNATURE_CONTEXT: &[u8] = b"cairn-manifest-v1\n";
 pub const GENESIS: [u8; 32] = [0u8; 32];
@@ -31,7 +37,8 @@ pub struct StreamRef {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetRef {
-    /// Object name relative to the store root.
+    /// Object name relative to the store root: the segment's own Parquet name. Never used as
+    /// a path by readers (FORMAT.md §6.1).
     pub object: String,
     /// SHA-256 of the whole Parquet file, lowercase hex.
     pub sha256: String,
@@ -57,7 +64,7 @@ pub struct Manifest {
     /// Inclusive offset ranges the source never delivered (Kafka transaction markers,
     /// compacted or aborted records). Always empty for file sources.
     pub absent: Vec<[i64; 2]>,
-    /// RFC 3339 UTC, six fractional digits; `null` when the segment holds no events.
+    /// Canonical timestamps (FORMAT.md §0); `null` when the segment holds no events.
     pub min_occurred_at: Option<String>,
     pub max_occurred_at: Option<String>,
     /// Distinct tenants in the segment, ascending (for query pruning).
@@ -75,24 +82,145 @@ pub struct Manifest {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
-    #[error("not a manifest: expected two newline-terminated lines (body, signature)")]
+    /// FORMAT.md §6.2 layout: the object is not exactly two newline-terminated lines.
+    #[error("not a manifest: expected exactly two newline-terminated lines (body, signature)")]
     Layout,
-    #[error("manifest body is not valid: {0}")]
-    Body(String),
-    #[error("signature line is malformed: expected `ed25519 <16 hex key id> <base64 signature>`")]
-    SignatureLine,
-    #[error("signature line names key {line} but the body names key {body}")]
-    KeyIdMismatch { line: String, body: String },
+    /// FORMAT.md §6.1 structure: the first line is not a v1 manifest body.
+    #[error("the body is not a cairn.segment.v1 manifest body: {0}")]
+    Structure(String),
+}
+
+/// Why a signature is not valid (FORMAT.md §6.2).
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureFailure {
+    #[error("the signature line is malformed: {0}")]
+    MalformedLine(String),
+    #[error("the signature line names key {line} but the body's key_id is {body:?}")]
+    KeyIdMismatch { line: KeyId, body: String },
+    #[error("signed by key {0}, which is not among the trusted keys")]
+    UnknownKey(KeyId),
+    #[error("the signature does not verify under trusted key {0}")]
+    DoesNotVerify(KeyId),
 }
 
 /// Outcome of checking a manifest's signature against a set of trusted keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignatureCheck {
     Valid,
-    /// A trusted key with this id exists but the signature does not verify.
+    /// The signature line is malformed, names another key than the body, or the signature
+    /// does not verify under the trusted key with its id.
     Invalid,
     /// No trusted key has this id.
     UnknownKey,
+}
+
+impl SignatureFailure {
+    pub fn check(r: &Result<(), SignatureFailure>) -> SignatureCheck {
+        match r {
+            Ok(()) => SignatureCheck::Valid,
+            Err(SignatureFailure::UnknownKey(_)) => SignatureCheck::UnknownKey,
+            Err(_) => SignatureCheck::Invalid,
+        }
+    }
+}
+
+/// A well-formed signature line: `ed25519 <key id> <base64 signature>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureLine {
+    pub key_id: KeyId,
+    pub signature: [u8; 64],
+}
+
+impl SignatureLine {
+    /// Parses the second line of a manifest (without its newline), strictly: one space
+    /// between fields, lowercase hex key id, 88 characters of canonical padded base64.
+    pub fn parse(line: &[u8]) -> Result<SignatureLine, SignatureFailure> {
+        let bad = |m: &str| SignatureFailure::MalformedLine(m.to_string());
+        let line = std::str::from_utf8(line).map_err(|_| bad("not UTF-8"))?;
+        let mut parts = line.split(' ');
+        let (Some(alg), Some(kid), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(
+                "expected `ed25519 <16 hex key id> <base64 signature>` separated by single spaces",
+            ));
+        };
+        if alg != "ed25519" {
+            return Err(bad("the algorithm is not `ed25519`"));
+        }
+        let key_id =
+            KeyId::parse(kid).ok_or_else(|| bad("the key id is not 16 lowercase hex digits"))?;
+        // The STANDARD engine refuses missing padding and non-zero unused bits.
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sig)
+            .map_err(|_| bad("the signature is not canonical standard base64 with padding"))?;
+        let signature: [u8; 64] = bytes
+            .try_into()
+            .map_err(|_| bad("the signature is not 64 bytes"))?;
+        Ok(SignatureLine { key_id, signature })
+    }
+
+    fn verify(&self, body: &[u8], trusted: &[PublicKey]) -> Result<(), SignatureFailure> {
+        let mut known = false;
+        for k in trusted.iter().filter(|k| k.key_id() == self.key_id) {
+            known = true;
+            if k.verify(&signing_input(body), &self.signature) {
+                return Ok(());
+            }
+        }
+        Err(if known {
+            SignatureFailure::DoesNotVerify(self.key_id)
+        } else {
+            SignatureFailure::UnknownKey(self.key_id)
+        })
+    }
+}
+
+/// The two lines of a manifest object (FORMAT.md §6.2), not yet interpreted.
+#[derive(Clone, Copy, Debug)]
+pub struct ManifestLines<'a> {
+    pub body: &'a [u8],
+    pub signature_line: &'a [u8],
+}
+
+impl<'a> ManifestLines<'a> {
+    /// Splits an object into exactly two `\n`-terminated lines.
+    pub fn split(bytes: &'a [u8]) -> Result<Self, ManifestError> {
+        let nl = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(ManifestError::Layout)?;
+        let (body, rest) = (&bytes[..nl], &bytes[nl + 1..]);
+        let signature_line = rest.strip_suffix(b"\n").ok_or(ManifestError::Layout)?;
+        if signature_line.contains(&b'\n') {
+            return Err(ManifestError::Layout);
+        }
+        Ok(ManifestLines {
+            body,
+            signature_line,
+        })
+    }
+
+    /// The signature judged on the signature line alone, for a body that cannot be parsed
+    /// (FORMAT.md §8.3 step 4).
+    pub fn verify_line_only(&self, trusted: &[PublicKey]) -> Result<(), SignatureFailure> {
+        SignatureLine::parse(self.signature_line)?.verify(self.body, trusted)
+    }
+
+    /// Parses the body's structure (FORMAT.md §6.1). The rules are checked separately by
+    /// [`Manifest::rule_violations`]: a body that breaks them is still placed in its stream.
+    pub fn parse_body(&self) -> Result<SignedManifest, ManifestError> {
+        let manifest: Manifest = serde_json::from_slice(self.body)
+            .map_err(|e| ManifestError::Structure(e.to_string()))?;
+        manifest
+            .check_structure()
+            .map_err(ManifestError::Structure)?;
+        Ok(SignedManifest {
+            manifest,
+            body: self.body.to_vec(),
+            signature: SignatureLine::parse(self.signature_line),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,13 +228,156 @@ pub struct SignedManifest {
     pub manifest: Manifest,
     /// The exact body bytes that were signed.
     pub body: Vec<u8>,
-    pub key_id: KeyId,
-    pub signature: [u8; 64],
+    /// The signature line, or why it is malformed (a signature failure, not a parse error).
+    pub signature: Result<SignatureLine, SignatureFailure>,
+}
+
+/// Largest value of `seq`, `event_count`, `parquet.size` and offsets (FORMAT.md §0).
+const MAX_COUNT: u64 = i64::MAX as u64;
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl Manifest {
     pub fn body_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("manifest serialisation cannot fail")
+    }
+
+    /// The structure tier's checks that JSON typing alone does not make (FORMAT.md §6.1).
+    fn check_structure(&self) -> Result<(), String> {
+        if self.format != crate::FORMAT_VERSION {
+            return Err(format!(
+                "format is {:?}; this reader knows {:?}",
+                self.format,
+                crate::FORMAT_VERSION
+            ));
+        }
+        if self.stream.partition < 0 {
+            return Err(format!(
+                "stream.partition {} is negative",
+                self.stream.partition
+            ));
+        }
+        for (name, v) in [
+            ("seq", self.seq),
+            ("event_count", self.event_count),
+            ("parquet.size", self.parquet.size),
+        ] {
+            if v > MAX_COUNT {
+                return Err(format!("{name} {v} exceeds 2^63 - 1"));
+            }
+        }
+        let offsets = [self.first_offset, self.last_offset]
+            .into_iter()
+            .chain(self.rejected.iter().chain(&self.absent).flatten().copied());
+        if let Some(o) = offsets.into_iter().find(|o| *o < 0) {
+            return Err(format!("offset {o} is negative"));
+        }
+        if self.first_offset > self.last_offset {
+            return Err(format!(
+                "first_offset {} is after last_offset {}",
+                self.first_offset, self.last_offset
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rules of FORMAT.md §6.1 this body breaks, one message each (empty when it keeps
+    /// them all). A validly signed body that breaks one is a content mismatch.
+    pub fn rule_violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let stream = StreamId::new(self.stream.id.clone(), self.stream.partition);
+        if let Err(e) = &stream {
+            out.push(format!("stream.id: {e}"));
+        }
+        for (name, v) in [
+            ("merkle_root", &self.merkle_root),
+            ("parquet.sha256", &self.parquet.sha256),
+            ("prev_manifest_sha256", &self.prev_manifest_sha256),
+            ("schema_sha256", &self.schema_sha256),
+        ] {
+            if !is_hex(v, 64) {
+                out.push(format!("{name} {v:?} is not 64 lowercase hex digits"));
+            }
+        }
+        if !is_hex(&self.key_id, 16) {
+            out.push(format!(
+                "key_id {:?} is not 16 lowercase hex digits",
+                self.key_id
+            ));
+        }
+        let canonical = |name: &str, v: &str, out: &mut Vec<String>| {
+            if parse_canonical_timestamp(v).is_none() {
+                out.push(format!(
+                    "{name} {v:?} is not a canonical timestamp (YYYY-MM-DDTHH:MM:SS.ffffffZ)"
+                ));
+            }
+        };
+        match (&self.min_occurred_at, &self.max_occurred_at) {
+            (None, None) => {}
+            (Some(a), Some(b)) => {
+                canonical("min_occurred_at", a, &mut out);
+                canonical("max_occurred_at", b, &mut out);
+            }
+            _ => {
+                out.push("min_occurred_at and max_occurred_at are not both null or both set".into())
+            }
+        }
+        canonical("sealed_at", &self.sealed_at, &mut out);
+        for (name, ranges) in [("rejected", &self.rejected), ("absent", &self.absent)] {
+            for r in ranges {
+                if r[0] > r[1] || r[0] < self.first_offset || r[1] > self.last_offset {
+                    out.push(format!(
+                        "{name} range {r:?} is reversed or outside [{}, {}]",
+                        self.first_offset, self.last_offset
+                    ));
+                }
+            }
+            if ranges.windows(2).any(|w| w[1][0] <= w[0][1]) {
+                out.push(format!("{name} ranges are not ascending and disjoint"));
+            }
+        }
+        let mut all: Vec<[i64; 2]> = self.rejected.iter().chain(&self.absent).copied().collect();
+        all.sort();
+        if let Some(w) = all.windows(2).find(|w| w[1][0] <= w[0][1]) {
+            out.push(format!("ranges {:?} and {:?} share offsets", w[0], w[1]));
+        }
+        if self
+            .tenants
+            .windows(2)
+            .any(|w| w[0].as_bytes() >= w[1].as_bytes())
+        {
+            out.push("tenants are not strictly ascending".into());
+        }
+        if let Ok(stream) = &stream {
+            let own = self.own_parquet_name(stream);
+            if self.parquet.object != own {
+                out.push(format!(
+                    "parquet.object {:?} is not the segment's own name {own:?}",
+                    self.parquet.object
+                ));
+            }
+        }
+        out
+    }
+
+    /// The segment's own Parquet name (FORMAT.md §2), from the body's stream and range; the
+    /// only name a reader takes the segment's rows from. `None` when the body's stream id is
+    /// not a valid stream id.
+    pub fn own_parquet_object(&self) -> Option<String> {
+        StreamId::new(self.stream.id.clone(), self.stream.partition)
+            .ok()
+            .map(|s| self.own_parquet_name(&s))
+    }
+
+    fn own_parquet_name(&self, stream: &StreamId) -> String {
+        object_name(
+            stream,
+            self.first_offset,
+            self.last_offset,
+            ObjectKind::Parquet,
+        )
     }
 }
 
@@ -120,63 +391,36 @@ impl SignedManifest {
         SignedManifest {
             manifest,
             body,
-            key_id,
-            signature,
+            signature: Ok(SignatureLine { key_id, signature }),
         }
     }
 
+    /// The object's bytes. Only for manifests made by [`SignedManifest::sign`] (a parsed one
+    /// with a malformed signature line has no line to write back).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let line = self
+            .signature
+            .as_ref()
+            .expect("to_bytes on a manifest with a malformed signature line");
         let mut out = Vec::with_capacity(self.body.len() + 128);
         out.extend_from_slice(&self.body);
         out.push(b'\n');
         out.extend_from_slice(b"ed25519 ");
-        out.extend_from_slice(self.key_id.to_string().as_bytes());
+        out.extend_from_slice(line.key_id.to_string().as_bytes());
         out.push(b' ');
         out.extend_from_slice(
             base64::engine::general_purpose::STANDARD
-                .encode(self.signature)
+                .encode(line.signature)
                 .as_bytes(),
         );
         out.push(b'\n');
         out
     }
 
+    /// Layout, then structure (FORMAT.md §8.3 steps 2 and 4). A malformed signature line is
+    /// not an error here: [`SignedManifest::verify_signature`] reports it.
     pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let nl = bytes
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(ManifestError::Layout)?;
-        let (body, rest) = (&bytes[..nl], &bytes[nl + 1..]);
-        let sig_line = rest.strip_suffix(b"\n").ok_or(ManifestError::Layout)?;
-        if sig_line.contains(&b'\n') {
-            return Err(ManifestError::Layout);
-        }
-        let manifest: Manifest =
-            serde_json::from_slice(body).map_err(|e| ManifestError::Body(e.to_string()))?;
-        let sig_line = std::str::from_utf8(sig_line).map_err(|_| ManifestError::SignatureLine)?;
-        let mut parts = sig_line.split(' ');
-        let (Some("ed25519"), Some(kid), Some(sig_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ManifestError::SignatureLine);
-        };
-        let key_id = KeyId::parse(kid).ok_or(ManifestError::SignatureLine)?;
-        let sig = base64::engine::general_purpose::STANDARD
-            .decode(sig_b64)
-            .map_err(|_| ManifestError::SignatureLine)?;
-        let signature: [u8; 64] = sig.try_into().map_err(|_| ManifestError::SignatureLine)?;
-        if manifest.key_id != kid {
-            return Err(ManifestError::KeyIdMismatch {
-                line: kid.to_string(),
-                body: manifest.key_id.clone(),
-            });
-        }
-        Ok(SignedManifest {
-            manifest,
-            body: body.to_vec(),
-            key_id,
-            signature,
-        })
+        ManifestLines::split(bytes)?.parse_body()
     }
 
     /// SHA-256 of the body: what the next manifest's `prev_manifest_sha256` must be.
@@ -184,19 +428,21 @@ impl SignedManifest {
         Sha256::digest(&self.body).into()
     }
 
+    /// FORMAT.md §6.2: valid only when the line is well formed, names the body's `key_id`, a
+    /// trusted key has that id and the signature verifies under it.
+    pub fn verify_signature(&self, trusted: &[PublicKey]) -> Result<(), SignatureFailure> {
+        let line = self.signature.as_ref().map_err(Clone::clone)?;
+        if line.key_id.to_string() != self.manifest.key_id {
+            return Err(SignatureFailure::KeyIdMismatch {
+                line: line.key_id,
+                body: self.manifest.key_id.clone(),
+            });
+        }
+        line.verify(&self.body, trusted)
+    }
+
     pub fn check_signature(&self, trusted: &[PublicKey]) -> SignatureCheck {
-        let mut known = false;
-        for k in trusted.iter().filter(|k| k.key_id() == self.key_id) {
-            known = true;
-            if k.verify(&signing_input(&self.body), &self.signature) {
-                return SignatureCheck::Valid;
-            }
-        }
-        if known {
-            SignatureCheck::Invalid
-        } else {
-            SignatureCheck::UnknownKey
-        }
+        SignatureFailure::check(&self.verify_signature(trusted))
     }
 }
 
@@ -224,12 +470,13 @@ pub(crate) mod tests {
             event_count: 2,
             rejected: vec![[2, 2]],
             absent: vec![],
-            min_occurred_at: None,
-            max_occurred_at: None,
+            min_occurred_at: Some("2026-11-26T00:00:00.000000Z".into()),
+            max_occurred_at: Some("2026-11-26T00:00:01.000000Z".into()),
             tenants: vec!["acme".into()],
             merkle_root: hex::encode([1u8; 32]),
             parquet: ParquetRef {
-                object: "x.parquet".into(),
+                object: "v1/streams/billing/0/00000000000000000001-00000000000000000003.parquet"
+                    .into(),
                 sha256: hex::encode([2u8; 32]),
                 size: 10,
                 version_id: None,
@@ -241,52 +488,232 @@ pub(crate) mod tests {
         }
     }
 
+    fn key() -> SigningKey {
+        SigningKey::from_seed([3; 32])
+    }
+
+    /// The manifest object text of `sample()` with its body edited by `edit` and re-signed.
+    fn resigned(edit: impl Fn(&str) -> String) -> Vec<u8> {
+        let signed = SignedManifest::sign(sample(), &key());
+        let body = edit(std::str::from_utf8(&signed.body).unwrap());
+        let sig = key().sign(&signing_input(body.as_bytes()));
+        format!(
+            "{body}\ned25519 {} {}\n",
+            key().key_id(),
+            base64::engine::general_purpose::STANDARD.encode(sig)
+        )
+        .into_bytes()
+    }
+
     #[test]
     fn sign_serialise_parse_verify() {
-        let key = SigningKey::from_seed([3; 32]);
-        let sm = SignedManifest::sign(sample(), &key);
+        let sm = SignedManifest::sign(sample(), &key());
         let bytes = sm.to_bytes();
         let parsed = SignedManifest::parse(&bytes).unwrap();
         assert_eq!(parsed, sm);
         assert_eq!(
-            parsed.check_signature(&[key.public()]),
+            parsed.check_signature(&[key().public()]),
             SignatureCheck::Valid
         );
+        assert!(parsed.manifest.rule_violations().is_empty());
         let other = SigningKey::from_seed([4; 32]).public();
         assert_eq!(parsed.check_signature(&[other]), SignatureCheck::UnknownKey);
     }
 
     #[test]
     fn tampering_breaks_the_signature() {
-        let key = SigningKey::from_seed([3; 32]);
-        let bytes = SignedManifest::sign(sample(), &key).to_bytes();
+        let bytes = SignedManifest::sign(sample(), &key()).to_bytes();
         let text = String::from_utf8(bytes).unwrap();
         let forged = text.replace("\"event_count\":2", "\"event_count\":3");
         let parsed = SignedManifest::parse(forged.as_bytes()).unwrap();
         assert_eq!(
-            parsed.check_signature(&[key.public()]),
-            SignatureCheck::Invalid
+            parsed.verify_signature(&[key().public()]),
+            Err(SignatureFailure::DoesNotVerify(key().key_id()))
         );
     }
 
     #[test]
-    fn malformed_manifests_are_refused() {
-        assert_eq!(SignedManifest::parse(b"{}"), Err(ManifestError::Layout));
-        assert!(matches!(
-            SignedManifest::parse(b"{}\ned25519 00 AA==\n"),
-            Err(ManifestError::Body(_))
-        ));
-        let key = SigningKey::from_seed([3; 32]);
-        let text = String::from_utf8(SignedManifest::sign(sample(), &key).to_bytes()).unwrap();
-        let extra = text.replace("{\"format\"", "{\"x\":1,\"format\"");
-        assert!(matches!(
-            SignedManifest::parse(extra.as_bytes()),
-            Err(ManifestError::Body(_))
-        ));
-        let bad_line = format!("{}\ned25519 zz\n", text.lines().next().unwrap());
+    fn layout_failures() {
+        let good = SignedManifest::sign(sample(), &key()).to_bytes();
+        let mut three = good.clone();
+        three.extend_from_slice(b"x\n");
+        let no_final_newline = &good[..good.len() - 1];
+        for bad in [&b"{}"[..], &three, no_final_newline, b"\n"] {
+            assert_eq!(
+                SignedManifest::parse(bad).unwrap_err(),
+                ManifestError::Layout,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// FORMAT.md §6.1 structure tier (issue 7, questions 5 and 6).
+    #[test]
+    fn structure_failures_are_parse_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("{\"format\"", "{\"x\":1,\"format\""),
+            ("\"partition\":0", "\"partition\":0,\"extra\":1"),
+            ("\"version_id\":null", "\"version_id\":null,\"etag\":\"x\""),
+            ("\"seq\":0", "\"seq\":0,\"seq\":0"),
+            ("\"partition\":0", "\"partition\":0,\"partition\":0"),
+            ("\"size\":10", "\"size\":10,\"size\":10"),
+            ("\"seq\":0", "\"seq\":0.0"),
+            ("\"seq\":0", "\"seq\":1e0"),
+            ("\"seq\":0", "\"seq\":-1"),
+            ("\"seq\":0", "\"seq\":9223372036854775808"),
+            ("\"event_count\":2", "\"event_count\":9223372036854775808"),
+            ("\"size\":10", "\"size\":9223372036854775808"),
+            ("\"first_offset\":1", "\"first_offset\":-1"),
+            ("\"last_offset\":3", "\"last_offset\":9223372036854775808"),
+            ("\"partition\":0", "\"partition\":2147483648"),
+            ("\"partition\":0", "\"partition\":-1"),
+            ("\"rejected\":[[2,2]]", "\"rejected\":[[2,2,2]]"),
+            ("\"rejected\":[[2,2]]", "\"rejected\":[[-2,2]]"),
+            (
+                "\"format\":\"cairn.segment.v1\"",
+                "\"format\":\"cairn.segment.v2\"",
+            ),
+            ("\"first_offset\":1", "\"first_offset\":4"),
+            ("\"tenants\":[\"acme\"]", "\"tenants\":[\"\\ud800\"]"),
+            ("\"tenants\":[\"acme\"]", "\"tenants\":\"acme\""),
+            ("\"version_id\":null", "\"version_id\":5"),
+            (
+                "\"min_occurred_at\"",
+                "\"min_occurred_at\":null,\"min_occurred_at\"",
+            ),
+        ];
+        for (from, to) in cases {
+            let bytes = resigned(|b| {
+                assert!(b.contains(from), "{from}");
+                b.replacen(from, to, 1)
+            });
+            let e = SignedManifest::parse(&bytes).unwrap_err();
+            assert!(matches!(e, ManifestError::Structure(_)), "{to}: {e}");
+            // The signature can still be judged on the line alone (§8.3 step 4).
+            let lines = ManifestLines::split(&bytes).unwrap();
+            assert_eq!(lines.verify_line_only(&[key().public()]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn members_in_any_order_and_whitespace_are_accepted() {
+        let bytes = resigned(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).unwrap();
+            // serde_json's map without preserve_order sorts keys: another order than ours.
+            serde_json::to_string_pretty(&v).unwrap().replace('\n', " ")
+        });
+        let parsed = SignedManifest::parse(&bytes).unwrap();
+        assert_eq!(parsed.manifest.key_id, key().key_id().to_string());
         assert_eq!(
-            SignedManifest::parse(bad_line.as_bytes()),
-            Err(ManifestError::SignatureLine)
+            parsed.check_signature(&[key().public()]),
+            SignatureCheck::Valid
         );
+    }
+
+    /// FORMAT.md §6.2: anything wrong with the second line is a signature failure, and the
+    /// body still parses (issue 7: key id mismatch was reported as an unreadable manifest).
+    #[test]
+    fn a_broken_signature_line_is_a_signature_failure_not_a_parse_error() {
+        let good = String::from_utf8(SignedManifest::sign(sample(), &key()).to_bytes()).unwrap();
+        let (body, line) = good.trim_end().split_once('\n').unwrap();
+        let sig_b64 = line.rsplit(' ').next().unwrap();
+        let kid = key().key_id().to_string();
+        let other_kid = SigningKey::from_seed([9; 32]).key_id().to_string();
+        // Flip one of the two unused bits of the last base64 character before the padding.
+        let mut noncanonical = sig_b64.as_bytes().to_vec();
+        let i = noncanonical.len() - 3;
+        noncanonical[i] = if noncanonical[i] == b'A' { b'B' } else { b'A' };
+        let noncanonical = String::from_utf8(noncanonical).unwrap();
+        let lines = [
+            format!("ed25519 {other_kid} {sig_b64}"),
+            format!("ed25519  {kid} {sig_b64}"),
+            format!("ed25519 {} {sig_b64}", kid.to_uppercase()),
+            format!("ed25519 {kid} {}", sig_b64.trim_end_matches('=')),
+            format!("ed25519 {kid} {noncanonical}"),
+            format!("ed25519 {kid} {}", &sig_b64[4..]),
+            format!("ed25519 {kid} {sig_b64}\r"),
+            format!("rsa {kid} {sig_b64}"),
+            "garbage".to_string(),
+        ];
+        for l in lines {
+            let bytes = format!("{body}\n{l}\n");
+            let parsed = SignedManifest::parse(bytes.as_bytes()).unwrap();
+            let r = parsed.verify_signature(&[key().public()]);
+            assert!(
+                matches!(
+                    r,
+                    Err(SignatureFailure::MalformedLine(_) | SignatureFailure::KeyIdMismatch { .. })
+                ),
+                "{l}: {r:?}"
+            );
+            assert_eq!(
+                parsed.check_signature(&[key().public()]),
+                SignatureCheck::Invalid
+            );
+        }
+    }
+
+    /// FORMAT.md §6.1 rules (issue 7, questions 3 and 4): checked apart from the structure.
+    #[test]
+    fn rule_violations_are_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("\"id\":\"billing\"", "\"id\":\"bil/ling\"", "stream.id"),
+            (
+                "\"merkle_root\":\"01",
+                "\"merkle_root\":\"0A",
+                "merkle_root",
+            ),
+            ("\"merkle_root\":\"01", "\"merkle_root\":\"1", "merkle_root"),
+            ("\"key_id\":\"", "\"key_id\":\"A", "key_id"),
+            (
+                "\"sealed_at\":\"2026-11-26T00:00:00.000000Z\"",
+                "\"sealed_at\":\"2026-11-26T00:00:00Z\"",
+                "sealed_at",
+            ),
+            (
+                "\"min_occurred_at\":\"2026-11-26T00:00:00.000000Z\"",
+                "\"min_occurred_at\":\"2026-11-26T00:00:00.000Z\"",
+                "min_occurred_at",
+            ),
+            (
+                "\"min_occurred_at\":\"2026-11-26T00:00:00.000000Z\"",
+                "\"min_occurred_at\":null",
+                "both null",
+            ),
+            ("\"rejected\":[[2,2]]", "\"rejected\":[[2,4]]", "outside"),
+            ("\"rejected\":[[2,2]]", "\"rejected\":[[3,2]]", "reversed"),
+            (
+                "\"rejected\":[[2,2]]",
+                "\"rejected\":[[3,3],[2,2]]",
+                "ascending",
+            ),
+            ("\"absent\":[]", "\"absent\":[[2,3]]", "share offsets"),
+            (
+                "\"tenants\":[\"acme\"]",
+                "\"tenants\":[\"b\",\"a\"]",
+                "tenants",
+            ),
+            (
+                "\"tenants\":[\"acme\"]",
+                "\"tenants\":[\"a\",\"a\"]",
+                "tenants",
+            ),
+            (
+                "00000000000000000003.parquet",
+                "00000000000000000002.parquet",
+                "own name",
+            ),
+            ("\"object\":\"v1", "\"object\":\"../v1", "own name"),
+        ];
+        for (from, to, says) in cases {
+            let bytes = resigned(|b| {
+                assert!(b.contains(from), "{from}");
+                b.replacen(from, to, 1)
+            });
+            let parsed = SignedManifest::parse(&bytes).unwrap();
+            let v = parsed.manifest.rule_violations();
+            assert!(v.iter().any(|m| m.contains(says)), "{to}: {v:?}");
+        }
     }
 }

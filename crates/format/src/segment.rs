@@ -18,7 +18,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -354,87 +354,226 @@ pub fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>, SegmentError> {
     Ok(out)
 }
 
-/// Reads a segment file and calls `visit(row_fields, leaf_bytes)` for each row in file order.
-/// Only the columns are trusted: leaf bytes are rebuilt from them; details keys are sorted here
-/// and duplicates are an error.
+/// What a column of the segment contract (docs/FORMAT.md §4) holds, as the Arrow type that the
+/// Parquet schema alone maps to (the embedded Arrow schema is ignored).
+#[derive(Clone, Copy)]
+enum Col {
+    Str,
+    I32,
+    I64,
+    UtcMicros,
+    Struct(&'static [&'static str]),
+    StrMap,
+}
+
+/// The contract: names and order are significant, nullability and map part names are not.
+const CONTRACT: [(&str, Col); 13] = [
+    ("stream_id", Col::Str),
+    ("stream_partition", Col::I32),
+    ("stream_offset", Col::I64),
+    ("event_id", Col::Str),
+    ("occurred_at", Col::UtcMicros),
+    ("tenant", Col::Str),
+    ("actor", Col::Struct(&["id", "type", "ip"])),
+    ("action", Col::Str),
+    ("resource", Col::Struct(&["type", "id"])),
+    ("outcome", Col::Str),
+    ("source", Col::Str),
+    ("sensitivity", Col::Str),
+    ("details", Col::StrMap),
+];
+
+fn col_matches(col: Col, t: &DataType) -> bool {
+    match (col, t) {
+        (Col::Str, DataType::Utf8) | (Col::I32, DataType::Int32) | (Col::I64, DataType::Int64) => {
+            true
+        }
+        (Col::UtcMicros, DataType::Timestamp(TimeUnit::Microsecond, Some(tz))) => {
+            tz.as_ref() == "UTC"
+        }
+        (Col::Struct(names), DataType::Struct(fields)) => {
+            fields.len() == names.len()
+                && fields
+                    .iter()
+                    .zip(names)
+                    .all(|(f, n)| f.name() == n && f.data_type() == &DataType::Utf8)
+        }
+        (Col::StrMap, DataType::Map(entries, _)) => match entries.data_type() {
+            DataType::Struct(kv) => {
+                kv.len() == 2 && kv.iter().all(|f| f.data_type() == &DataType::Utf8)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Checks the file's Parquet schema against the contract of docs/FORMAT.md §4.
+fn check_contract(
+    parquet: &parquet::schema::types::SchemaDescriptor,
+    arrow: &Schema,
+) -> Result<(), SegmentError> {
+    use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
+    let found = || {
+        arrow
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if arrow.fields().len() != CONTRACT.len()
+        || arrow
+            .fields()
+            .iter()
+            .zip(CONTRACT)
+            .any(|(f, (name, col))| f.name() != name || !col_matches(col, f.data_type()))
+    {
+        return Err(SegmentError::Schema(format!("found columns [{}]", found())));
+    }
+    // JSON-annotated byte arrays also map to Utf8: only STRING (or legacy UTF8) is a string.
+    for c in parquet.columns() {
+        if c.physical_type() == Physical::BYTE_ARRAY {
+            let string = match c.logical_type_ref() {
+                Some(l) => *l == LogicalType::String,
+                None => c.converted_type() == ConvertedType::UTF8,
+            };
+            if !string {
+                return Err(SegmentError::Schema(format!(
+                    "column {} is a byte array without the STRING annotation ({:?} / {})",
+                    c.path(),
+                    c.logical_type_ref(),
+                    c.converted_type()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One batch's columns, by name.
+struct Columns<'a> {
+    stream_id: &'a arrow_array::StringArray,
+    partition: &'a arrow_array::Int32Array,
+    offset: &'a arrow_array::Int64Array,
+    event_id: &'a arrow_array::StringArray,
+    occurred: &'a arrow_array::TimestampMicrosecondArray,
+    tenant: &'a arrow_array::StringArray,
+    actor: &'a StructArray,
+    actor_id: &'a arrow_array::StringArray,
+    actor_type: &'a arrow_array::StringArray,
+    actor_ip: &'a arrow_array::StringArray,
+    action: &'a arrow_array::StringArray,
+    resource: &'a StructArray,
+    resource_type: &'a arrow_array::StringArray,
+    resource_id: &'a arrow_array::StringArray,
+    outcome: &'a arrow_array::StringArray,
+    source: &'a arrow_array::StringArray,
+    sensitivity: &'a arrow_array::StringArray,
+    details: &'a arrow_array::MapArray,
+}
+
+impl<'a> Columns<'a> {
+    /// Only after [`check_contract`]: every name exists with its type.
+    fn of(batch: &'a RecordBatch) -> Self {
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .expect("the contract check found every column")
+        };
+        let s = |name: &str| col(name).as_string::<i32>();
+        let actor = col("actor").as_struct();
+        let resource = col("resource").as_struct();
+        let child = |st: &'a StructArray, name: &str| {
+            st.column_by_name(name)
+                .expect("the contract check found every field")
+                .as_string::<i32>()
+        };
+        Columns {
+            stream_id: s("stream_id"),
+            partition: col("stream_partition").as_primitive::<Int32Type>(),
+            offset: col("stream_offset").as_primitive::<Int64Type>(),
+            event_id: s("event_id"),
+            occurred: col("occurred_at").as_primitive::<TimestampMicrosecondType>(),
+            tenant: s("tenant"),
+            actor,
+            actor_id: child(actor, "id"),
+            actor_type: child(actor, "type"),
+            actor_ip: child(actor, "ip"),
+            action: s("action"),
+            resource,
+            resource_type: child(resource, "type"),
+            resource_id: child(resource, "id"),
+            outcome: s("outcome"),
+            source: s("source"),
+            sensitivity: s("sensitivity"),
+            details: col("details").as_map(),
+        }
+    }
+
+    /// Nulls are allowed only in `actor.ip` and `details` (docs/FORMAT.md §4), whatever
+    /// nullability the file declares.
+    fn check_nulls(&self) -> Result<(), String> {
+        let required: [(&str, &dyn Array); 16] = [
+            ("stream_id", self.stream_id),
+            ("stream_partition", self.partition),
+            ("stream_offset", self.offset),
+            ("event_id", self.event_id),
+            ("occurred_at", self.occurred),
+            ("tenant", self.tenant),
+            ("actor", self.actor),
+            ("actor.id", self.actor_id),
+            ("actor.type", self.actor_type),
+            ("action", self.action),
+            ("resource", self.resource),
+            ("resource.type", self.resource_type),
+            ("resource.id", self.resource_id),
+            ("outcome", self.outcome),
+            ("source", self.source),
+            ("sensitivity", self.sensitivity),
+        ];
+        if let Some((name, _)) = required.iter().find(|(_, a)| a.null_count() > 0) {
+            return Err(format!("null in {name}, which must hold a value"));
+        }
+        if self.details.keys().null_count() > 0 || self.details.values().null_count() > 0 {
+            return Err("null details key or value".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads a segment file under the contract of docs/FORMAT.md §4 and calls
+/// `visit(row_fields, leaf_bytes)` for each row in file order. Only the columns are trusted:
+/// leaf bytes are rebuilt from them; details keys are sorted here and duplicates are an error.
+/// Types come from the Parquet schema; the embedded Arrow schema (`ARROW:schema`) is ignored,
+/// so files from other writers (pyarrow: `key_value` map parts, `large_string`, `+00:00`) read
+/// the same as cairn's own.
 pub fn scan_segment<E>(
     file: Bytes,
     mut visit: impl FnMut(&LeafFields<'_>, &[u8]) -> Result<(), E>,
 ) -> Result<Result<u64, E>, SegmentError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(8192);
-    let want = arrow_schema();
-    let got = builder.schema();
-    if got.fields() != want.fields() {
-        return Err(SegmentError::Schema(format!(
-            "found columns [{}]",
-            got.fields()
-                .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)?.with_batch_size(8192);
+    check_contract(builder.parquet_schema(), builder.schema())?;
     let reader = builder.build()?;
     let mut row_no = 0u64;
     let mut leaf = Vec::with_capacity(512);
     for batch in reader {
         let batch = batch?;
+        let c = Columns::of(&batch);
         let mut details: Vec<(&str, &str)> = Vec::new();
-        let s = |i: usize| batch.column(i).as_string::<i32>();
-        let (stream_id, event_id, tenant, action) = (s(0), s(3), s(5), s(7));
-        let (outcome, source, sensitivity) = (s(9), s(10), s(11));
-        let partition = batch.column(1).as_primitive::<Int32Type>();
-        let offset = batch.column(2).as_primitive::<Int64Type>();
-        let occurred = batch.column(4).as_primitive::<TimestampMicrosecondType>();
-        let actor = batch.column(6).as_struct();
-        let (actor_id, actor_type, actor_ip) = (
-            actor.column(0).as_string::<i32>(),
-            actor.column(1).as_string::<i32>(),
-            actor.column(2).as_string::<i32>(),
-        );
-        let resource = batch.column(8).as_struct();
-        let (res_type, res_id) = (
-            resource.column(0).as_string::<i32>(),
-            resource.column(1).as_string::<i32>(),
-        );
-        let map = batch.column(12).as_map();
+        c.check_nulls().map_err(|message| SegmentError::Row {
+            row: row_no,
+            message,
+        })?;
         let (keys, values) = (
-            map.keys().as_string::<i32>(),
-            map.values().as_string::<i32>(),
+            c.details.keys().as_string::<i32>(),
+            c.details.values().as_string::<i32>(),
         );
-        let map_offsets = map.value_offsets();
-        let required: [&dyn Array; 16] = [
-            stream_id,
-            partition,
-            offset,
-            event_id,
-            occurred,
-            tenant,
-            actor,
-            actor_id,
-            actor_type,
-            action,
-            resource,
-            res_type,
-            res_id,
-            outcome,
-            source,
-            sensitivity,
-        ];
-        if let Some(a) = required.iter().find(|a| a.null_count() > 0) {
-            return Err(SegmentError::Row {
-                row: row_no,
-                message: format!("null in a required column ({})", a.data_type()),
-            });
-        }
-        if keys.null_count() > 0 || values.null_count() > 0 {
-            return Err(SegmentError::Row {
-                row: row_no,
-                message: "null details key or value".into(),
-            });
-        }
+        let map_offsets = c.details.value_offsets();
         for i in 0..batch.num_rows() {
-            let details_ref = if map.is_null(i) {
+            let details_ref = if c.details.is_null(i) {
                 None
             } else {
                 details.clear();
@@ -444,21 +583,21 @@ pub fn scan_segment<E>(
                 Some(&details[..])
             };
             let f = LeafFields {
-                stream_id: stream_id.value(i),
-                partition: partition.value(i),
-                offset: offset.value(i),
-                event_id: event_id.value(i),
-                occurred_at_us: occurred.value(i),
-                tenant: tenant.value(i),
-                actor_id: actor_id.value(i),
-                actor_type: actor_type.value(i),
-                actor_ip: (!actor_ip.is_null(i)).then(|| actor_ip.value(i)),
-                action: action.value(i),
-                resource_type: res_type.value(i),
-                resource_id: res_id.value(i),
-                outcome: outcome.value(i),
-                source: source.value(i),
-                sensitivity: sensitivity.value(i),
+                stream_id: c.stream_id.value(i),
+                partition: c.partition.value(i),
+                offset: c.offset.value(i),
+                event_id: c.event_id.value(i),
+                occurred_at_us: c.occurred.value(i),
+                tenant: c.tenant.value(i),
+                actor_id: c.actor_id.value(i),
+                actor_type: c.actor_type.value(i),
+                actor_ip: (!c.actor_ip.is_null(i)).then(|| c.actor_ip.value(i)),
+                action: c.action.value(i),
+                resource_type: c.resource_type.value(i),
+                resource_id: c.resource_id.value(i),
+                outcome: c.outcome.value(i),
+                source: c.source.value(i),
+                sensitivity: c.sensitivity.value(i),
                 details: details_ref,
             };
             leaf.clear();
@@ -550,5 +689,225 @@ mod tests {
         w.close().unwrap();
         let err = scan_segment::<()>(Bytes::from(out), |_, _| Ok(())).unwrap_err();
         assert!(err.to_string().contains("found columns [a Int64]"), "{err}");
+    }
+
+    /// A cairn segment batch rebuilt column by column by `f(name, field, array)`.
+    fn variant(
+        batch: &RecordBatch,
+        f: impl Fn(&str, &Field, &ArrayRef) -> Option<(Field, ArrayRef)>,
+    ) -> Vec<u8> {
+        let mut fields = Vec::new();
+        let mut arrays = Vec::new();
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            if let Some((nf, na)) = f(field.name(), field, array) {
+                fields.push(nf);
+                arrays.push(na);
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let b = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema, None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        out
+    }
+
+    fn sample_batch() -> (RecordBatch, Hash) {
+        let mut b = SegmentBuilder::new(StreamId::new("app", 1).unwrap());
+        for i in 0..20u32 {
+            b.push(5 + i as i64, &event(i, "t")).unwrap();
+        }
+        let (batch, stats) = b.finish().unwrap();
+        (batch, stats.merkle_root)
+    }
+
+    fn root_of(file: Vec<u8>) -> Result<Hash, SegmentError> {
+        let mut m = MerkleBuilder::new();
+        scan_segment::<()>(Bytes::from(file), |_, leaf| {
+            m.push_leaf_data(leaf);
+            Ok(())
+        })?
+        .unwrap();
+        Ok(m.root())
+    }
+
+    fn same(_: &str, f: &Field, a: &ArrayRef) -> Option<(Field, ArrayRef)> {
+        Some((f.clone(), a.clone()))
+    }
+
+    /// Issue 7: a content-identical file from another writer (pyarrow names the map parts
+    /// `key_value`/`key`/`value`, declares columns nullable, may use large strings or `+00:00`)
+    /// must read the same; FORMAT.md §4 lists what the contract accepts.
+    #[test]
+    fn the_contract_accepts_other_writers_spellings_of_the_same_content() {
+        let (batch, root) = sample_batch();
+        let renamed_map = variant(&batch, |name, f, a| {
+            if name != "details" {
+                return same(name, f, a);
+            }
+            let m = a.as_map();
+            let kv = Fields::from(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+            ]);
+            let entries =
+                StructArray::try_new(kv.clone(), vec![m.keys().clone(), m.values().clone()], None)
+                    .unwrap();
+            let entries_field = Arc::new(Field::new("key_value", DataType::Struct(kv), false));
+            let arr = arrow_array::MapArray::try_new(
+                entries_field.clone(),
+                m.offsets().clone(),
+                entries,
+                m.nulls().cloned(),
+                false,
+            )
+            .unwrap();
+            Some((
+                Field::new("details", DataType::Map(entries_field, false), true),
+                Arc::new(arr) as ArrayRef,
+            ))
+        });
+        assert_eq!(root_of(renamed_map).unwrap(), root, "map parts renamed");
+        let all_nullable = variant(&batch, |_, f, a| {
+            Some((f.clone().with_nullable(true), a.clone()))
+        });
+        assert_eq!(root_of(all_nullable).unwrap(), root, "declared nullable");
+        let large = variant(&batch, |_, f, a| {
+            if f.data_type() == &DataType::Utf8 {
+                let v = arrow_array::LargeStringArray::from_iter(a.as_string::<i32>().iter());
+                Some((
+                    Field::new(f.name(), DataType::LargeUtf8, f.is_nullable()),
+                    Arc::new(v) as ArrayRef,
+                ))
+            } else {
+                Some((f.clone(), a.clone()))
+            }
+        });
+        assert_eq!(root_of(large).unwrap(), root, "LargeUtf8");
+        let offset_tz = variant(&batch, |name, f, a| {
+            if name != "occurred_at" {
+                return Some((f.clone(), a.clone()));
+            }
+            let ts = a
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone()
+                .with_timezone("+00:00");
+            let t = ts.data_type().clone();
+            Some((Field::new(name, t, false), Arc::new(ts) as ArrayRef))
+        });
+        assert_eq!(root_of(offset_tz).unwrap(), root, "+00:00");
+    }
+
+    #[test]
+    fn the_contract_refuses_what_format_md_section_4_refuses() {
+        let (batch, _) = sample_batch();
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        cases.push((
+            "extra column",
+            variant(&batch, |name, f, a| {
+                if name == "sensitivity" {
+                    // Keep it, then nothing else: the extra one is added below.
+                }
+                Some((f.clone(), a.clone()))
+            }),
+        ));
+        // Rebuild the first case with an extra trailing column.
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut arrays = batch.columns().to_vec();
+        fields.push(Field::new("note", DataType::Utf8, true));
+        arrays.push(Arc::new(arrow_array::StringArray::from(vec![
+            Some("x");
+            20
+        ])));
+        let schema = Arc::new(Schema::new(fields));
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema.clone(), None).unwrap();
+        w.write(&RecordBatch::try_new(schema, arrays).unwrap())
+            .unwrap();
+        w.close().unwrap();
+        cases[0].1 = out;
+        let retime = |tz: Option<&str>, unit: TimeUnit| {
+            variant(&batch, move |name, f, a| {
+                if name != "occurred_at" {
+                    return Some((f.clone(), a.clone()));
+                }
+                let v = a.as_primitive::<TimestampMicrosecondType>();
+                let arr: ArrayRef = match unit {
+                    TimeUnit::Millisecond => Arc::new(
+                        arrow_array::TimestampMillisecondArray::from_iter(
+                            v.iter().map(|x| x.map(|x| x / 1000)),
+                        )
+                        .with_timezone_opt(tz.map(|t| t.to_string())),
+                    ),
+                    _ => Arc::new(v.clone().with_timezone_opt(tz.map(|t| t.to_string()))),
+                };
+                Some((Field::new(name, arr.data_type().clone(), false), arr))
+            })
+        };
+        cases.push(("milliseconds", retime(Some("UTC"), TimeUnit::Millisecond)));
+        cases.push(("not adjusted to UTC", retime(None, TimeUnit::Microsecond)));
+        cases.push((
+            "binary tenant",
+            variant(&batch, |name, f, a| {
+                if name != "tenant" {
+                    return Some((f.clone(), a.clone()));
+                }
+                let v = arrow_array::BinaryArray::from_iter(
+                    a.as_string::<i32>().iter().map(|x| x.map(str::as_bytes)),
+                );
+                Some((
+                    Field::new(name, DataType::Binary, false),
+                    Arc::new(v) as ArrayRef,
+                ))
+            }),
+        ));
+        // Columns swapped: tenant where event_id was.
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut arrays = batch.columns().to_vec();
+        fields.swap(3, 5);
+        arrays.swap(3, 5);
+        let schema = Arc::new(Schema::new(fields));
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema.clone(), None).unwrap();
+        w.write(&RecordBatch::try_new(schema, arrays).unwrap())
+            .unwrap();
+        w.close().unwrap();
+        cases.push(("reordered", out));
+        cases.push((
+            "null tenant",
+            variant(&batch, |name, f, a| {
+                if name != "tenant" {
+                    return Some((f.clone(), a.clone()));
+                }
+                let v = arrow_array::StringArray::from_iter(
+                    a.as_string::<i32>()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| if i == 3 { None } else { x }),
+                );
+                Some((
+                    Field::new(name, DataType::Utf8, true),
+                    Arc::new(v) as ArrayRef,
+                ))
+            }),
+        ));
+        for (what, file) in cases {
+            let e = root_of(file).unwrap_err();
+            assert!(
+                matches!(e, SegmentError::Schema(_) | SegmentError::Row { .. }),
+                "{what}: {e}"
+            );
+        }
     }
 }

@@ -150,6 +150,12 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn timestamp(us: i64) -> Result<String, String> {
+    format_micros(us).ok_or_else(|| {
+        format!("timestamp {us} µs since the epoch is outside the years 0001 to 9999")
+    })
+}
+
 /// The JSON form `AuditEvent::from_json` validates (timestamps as RFC 3339).
 fn to_json(v: &Value) -> Result<serde_json::Value, String> {
     use serde_json::Value as J;
@@ -161,8 +167,8 @@ fn to_json(v: &Value) -> Result<serde_json::Value, String> {
         Value::String(s) => J::String(s.clone()),
         Value::Uuid(u) => J::String(u.to_string()),
         Value::Enum(_, s) => J::String(s.clone()),
-        Value::TimestampMicros(us) => J::String(format_micros(*us)),
-        Value::TimestampMillis(ms) => J::String(format_micros(ms.saturating_mul(1000))),
+        Value::TimestampMicros(us) => J::String(timestamp(*us)?),
+        Value::TimestampMillis(ms) => J::String(timestamp(ms.saturating_mul(1000))?),
         Value::Union(_, inner) => to_json(inner)?,
         Value::Map(m) => {
             let mut out = serde_json::Map::new();
@@ -256,7 +262,7 @@ mod tests {
         assert_eq!(a.outcome.as_str(), "denied");
         assert_eq!(a.actor.ip.as_deref(), Some("10.1.2.3"));
         assert_eq!(
-            format_micros(a.occurred_at_us),
+            format_micros(a.occurred_at_us).unwrap(),
             "2025-11-26T09:30:00.123456Z"
         );
         assert_eq!(a.details, None);

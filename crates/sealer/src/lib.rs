@@ -422,6 +422,16 @@ impl StreamSealer {
             }
             Err(e) => return Err(e.into()),
         };
+        // Validated events lie in the years 0001–9999, which the canonical form can state.
+        let bound = |us: Option<i64>| -> Result<Option<String>, SealError> {
+            us.map(|us| {
+                format_micros(us).ok_or_else(|| SealError::Event {
+                    offset: first,
+                    message: format!("occurred_at {us} µs is outside the years 0001 to 9999"),
+                })
+            })
+            .transpose()
+        };
         let manifest = Manifest {
             format: cairn_format::FORMAT_VERSION.to_string(),
             stream: StreamRef {
@@ -434,8 +444,8 @@ impl StreamSealer {
             event_count: stats.event_count,
             rejected,
             absent,
-            min_occurred_at: stats.min_occurred_at_us.map(format_micros),
-            max_occurred_at: stats.max_occurred_at_us.map(format_micros),
+            min_occurred_at: bound(stats.min_occurred_at_us)?,
+            max_occurred_at: bound(stats.max_occurred_at_us)?,
             tenants: stats.tenants,
             merkle_root: hex::encode(stats.merkle_root),
             parquet: ParquetRef {
@@ -447,7 +457,8 @@ impl StreamSealer {
             prev_manifest_sha256: hex::encode(self.prev_hash),
             schema_sha256: cairn_format::schema_fingerprint(),
             key_id: String::new(),
-            sealed_at: format_micros(chrono::Utc::now().timestamp_micros()),
+            sealed_at: format_micros(chrono::Utc::now().timestamp_micros())
+                .expect("the clock reads a time between the years 0001 and 9999"),
         };
         let signed = SignedManifest::sign(manifest, &self.key);
         self.store

@@ -36,6 +36,16 @@ pub enum StoreError {
     Conflict { object: String },
     #[error("object {object:?} not found")]
     NotFound { object: String },
+    /// A local store holds regular files and directories only: the object is, or is reached
+    /// through, a symbolic link or another special file, which is never followed.
+    #[error(
+        "object {object:?} is not a regular file in the vault: {found} is in its place (a write-once vault never holds links or special files; nothing was followed)"
+    )]
+    NotRegular { object: String, found: String },
+    #[error(
+        "{0:?} is not a valid object name (relative, '/'-separated, no empty, '.' or '..' parts)"
+    )]
+    InvalidName(String),
     #[error("object {object:?} is not protected by COMPLIANCE retention after writing: {message}")]
     NotLocked { object: String, message: String },
     #[error("{op} {object:?} in {store}: {message}")]
@@ -57,12 +67,24 @@ pub struct StoreOptions {
     pub read_only: bool,
 }
 
+/// What a listed entry is. S3 objects are always [`EntryKind::Regular`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file (local) or an object (S3).
+    Regular,
+    /// A symbolic link in a local store (to a file or a directory); never followed.
+    Symlink,
+    /// A FIFO, socket or device in a local store; never opened.
+    Special,
+}
+
 /// An object as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// Name relative to the store root.
     pub name: String,
     pub size: u64,
+    pub kind: EntryKind,
 }
 
 /// One version of an object (S3 stores only).
@@ -154,7 +176,8 @@ impl Store {
         }
     }
 
-    /// Current objects whose names start with `prefix`, sorted by name.
+    /// Current objects whose names start with `prefix`, sorted by name. A local store also
+    /// lists links and special files as such (see [`EntryKind`]), without following them.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         match self {
             Store::Local(l) => l.list(prefix).await,

@@ -1,22 +1,33 @@
 //! A local write-once directory: the embedded default store.
 //!
-//! Objects are written to a temporary file, fsynced, then hard-linked into place (which fails
-//! if the name exists, so nothing is ever replaced), made read-only, and the directory is
-//! fsynced. There is no delete. File permissions are a guard against accidents, not a
-//! security boundary: an administrator can still change files, which `cairn verify` detects.
+//! Objects are written to a temporary file (created read-only), fsynced, then hard-linked into
+//! place (which fails if the name exists, so nothing is ever replaced), and the directory is
+//! fsynced. There is no delete. File permissions are a guard against accidents, not a security
+//! boundary: an administrator can still change files, which `cairn verify` detects.
+//!
+//! A vault holds regular files and directories only (docs/FORMAT.md §7). Every path below the
+//! root is resolved one component at a time relative to an open directory (`openat` with
+//! `O_NOFOLLOW`), so a symbolic link anywhere below the root — to a file or to a directory — is
+//! never followed for reading, writing or listing: reads and writes through one fail with
+//! [`StoreError::NotRegular`], and listings report it as an [`EntryKind::Symlink`] entry. The
+//! root itself, as the user names it, may be a link: it is resolved once at open.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use bytes::Bytes;
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
-use crate::{Created, ObjectInfo, StoreError};
+use crate::{Created, EntryKind, ObjectInfo, StoreError};
 
+#[derive(Clone)]
 pub struct LocalStore {
     root: PathBuf,
 }
 
-fn io_err(op: &'static str, object: &str, root: &Path, e: std::io::Error) -> StoreError {
+fn io_err(op: &'static str, object: &str, root: &std::path::Path, e: std::io::Error) -> StoreError {
     StoreError::Backend {
         op,
         object: object.to_string(),
@@ -32,28 +43,68 @@ fn check_name(name: &str) -> Result<(), StoreError> {
             .split('/')
             .any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with('.'));
     if bad {
-        return Err(StoreError::InvalidUrl(name.to_string()));
+        return Err(StoreError::InvalidName(name.to_string()));
     }
     Ok(())
 }
 
+const DIR_FLAGS: OFlags = OFlags::DIRECTORY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::RDONLY)
+    .union(OFlags::CLOEXEC);
+
+/// Why a path below the root could not be used.
+enum PathError {
+    NotFound,
+    /// A component is a symbolic link or another non-directory where a directory is needed,
+    /// or the object itself is not a regular file; `.0` says what was found.
+    NotRegular(String),
+    Io(std::io::Error),
+}
+
+impl From<Errno> for PathError {
+    fn from(e: Errno) -> Self {
+        match e {
+            Errno::NOENT => PathError::NotFound,
+            Errno::LOOP => PathError::NotRegular("a symbolic link".into()),
+            Errno::NOTDIR => PathError::NotRegular("a file where a directory belongs".into()),
+            e => PathError::Io(e.into()),
+        }
+    }
+}
+
+fn kind_name(t: FileType) -> &'static str {
+    match t {
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        FileType::Directory => "a directory",
+        FileType::RegularFile => "a regular file",
+        FileType::Unknown => "an object of unknown type",
+    }
+}
+
 impl LocalStore {
     /// Opens `dir`, creating it unless `read_only` (a reader must not invent an empty store
-    /// out of a mistyped path).
+    /// out of a mistyped path). The root is canonicalised here, once.
     pub fn open(dir: &str, read_only: bool) -> Result<Self, StoreError> {
-        let root = PathBuf::from(dir);
+        let given = PathBuf::from(dir);
         if read_only {
-            if !root.is_dir() {
+            if !given.is_dir() {
                 return Err(StoreError::Backend {
                     op: "open",
                     object: String::new(),
-                    store: root.display().to_string(),
+                    store: given.display().to_string(),
                     message: "no such directory".into(),
                 });
             }
         } else {
-            std::fs::create_dir_all(&root).map_err(|e| io_err("open", "", &root, e))?;
+            std::fs::create_dir_all(&given).map_err(|e| io_err("open", "", &given, e))?;
         }
+        let root = given
+            .canonicalize()
+            .map_err(|e| io_err("open", "", &given, e))?;
         Ok(LocalStore { root })
     }
 
@@ -61,33 +112,73 @@ impl LocalStore {
         format!("local directory {}", self.root.display())
     }
 
+    fn open_root(&self) -> Result<OwnedFd, StoreError> {
+        rustix::fs::openat(CWD, &self.root, DIR_FLAGS, Mode::empty())
+            .map_err(|e| io_err("open", "", &self.root, e.into()))
+    }
+
+    fn path_err(&self, op: &'static str, name: &str, e: PathError) -> StoreError {
+        match e {
+            PathError::NotFound => StoreError::NotFound {
+                object: name.to_string(),
+            },
+            PathError::NotRegular(found) => StoreError::NotRegular {
+                object: name.to_string(),
+                found,
+            },
+            PathError::Io(e) => io_err(op, name, &self.root, e),
+        }
+    }
+
     pub async fn create(&self, name: &str, bytes: Bytes) -> Result<Created, StoreError> {
         check_name(name)?;
-        let root = self.root.clone();
+        let root = self.open_root()?;
+        let this = self.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || create_blocking(&root, &name, &bytes))
+        tokio::task::spawn_blocking(move || this.create_blocking(&root, &name, &bytes))
             .await
             .expect("local create task panicked")
     }
 
     pub async fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         check_name(name)?;
-        let path = self.root.join(name);
-        match tokio::fs::read(&path).await {
-            Ok(b) => Ok(Bytes::from(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
-                object: name.to_string(),
-            }),
-            Err(e) => Err(io_err("read", name, &self.root, e)),
-        }
+        let root = self.open_root()?;
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (dir, file) = split(&name);
+            let read = || -> Result<Vec<u8>, PathError> {
+                let d = open_dir(&root, &dir, false)?;
+                read_regular(&d, file)
+            };
+            read()
+                .map(Bytes::from)
+                .map_err(|e| this.path_err("read", &name, e))
+        })
+        .await
+        .expect("local read task panicked")
     }
 
+    /// Every entry whose name starts with `prefix`, sorted by name: regular files, and also
+    /// symbolic links, FIFOs, sockets and devices (as such, never followed). Directories are
+    /// walked, not listed. The directory part of `prefix` must not pass through a link.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let root = self.root.clone();
+        let root = self.open_root()?;
+        let this = self.clone();
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || {
+            let start: Vec<&str> = match prefix.rfind('/') {
+                Some(i) => prefix[..i].split('/').collect(),
+                None => Vec::new(),
+            };
+            let dir = match open_dir(&root, &start, false) {
+                Ok(d) => d,
+                Err(PathError::NotFound) => return Ok(Vec::new()),
+                Err(e) => return Err(this.path_err("list", &prefix, e)),
+            };
+            let base = start.iter().map(|c| format!("{c}/")).collect::<String>();
             let mut out = Vec::new();
-            walk(&root, &root, &mut out).map_err(|e| io_err("list", &prefix, &root, e))?;
+            walk(&dir, &base, &mut out).map_err(|e| io_err("list", &prefix, &this.root, e))?;
             out.retain(|o| o.name.starts_with(&prefix));
             out.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(out)
@@ -95,110 +186,172 @@ impl LocalStore {
         .await
         .expect("local list task panicked")
     }
+
+    fn create_blocking(
+        &self,
+        root: &OwnedFd,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Created, StoreError> {
+        let err = |op, e: std::io::Error| io_err(op, name, &self.root, e);
+        let (dir_parts, file) = split(name);
+        let dir = open_dir(root, &dir_parts, true).map_err(|e| self.path_err("create", name, e))?;
+        if let Some(c) = self.compare_existing(&dir, name, file, bytes)? {
+            return c;
+        }
+        let tmp = format!(
+            ".{file}.tmp-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let result = (|| {
+            // Created read-only: the open descriptor may still write it.
+            let fd = rustix::fs::openat(
+                &dir,
+                tmp.as_str(),
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::RGRP | Mode::ROTH,
+            )
+            .map_err(|e| err("create temporary file for", e.into()))?;
+            let mut f = std::fs::File::from(fd);
+            f.write_all(bytes).map_err(|e| err("write", e))?;
+            f.sync_all().map_err(|e| err("fsync", e))?;
+            match rustix::fs::linkat(&dir, tmp.as_str(), &dir, file, AtFlags::empty()) {
+                Ok(()) => Ok(false),
+                Err(Errno::EXIST) => Ok(true),
+                Err(e) => Err(err("link into place", e.into())),
+            }
+        })();
+        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+        if result? {
+            // Lost a race with another writer of the same name: same rule as above.
+            return match self.compare_existing(&dir, name, file, bytes)? {
+                Some(c) => c,
+                None => Err(StoreError::Conflict {
+                    object: name.to_string(),
+                }),
+            };
+        }
+        rustix::fs::fsync(&dir).map_err(|e| err("fsync directory of", e.into()))?;
+        Ok(Created {
+            version_id: None,
+            already_existed: false,
+        })
+    }
+
+    /// `None`: no such file. `Some(Ok)`: identical bytes. `Some(Err(Conflict))`: other bytes.
+    fn compare_existing(
+        &self,
+        dir: &OwnedFd,
+        name: &str,
+        file: &str,
+        bytes: &[u8],
+    ) -> Result<Option<Result<Created, StoreError>>, StoreError> {
+        match read_regular(dir, file) {
+            Ok(existing) if existing == bytes => Ok(Some(Ok(Created {
+                version_id: None,
+                already_existed: true,
+            }))),
+            Ok(_) => Ok(Some(Err(StoreError::Conflict {
+                object: name.to_string(),
+            }))),
+            Err(PathError::NotFound) => Ok(None),
+            Err(e) => Err(self.path_err("read existing", name, e)),
+        }
+    }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let file_name = entry.file_name();
-        let Some(fname) = file_name.to_str() else {
-            continue;
+/// `a/b/c.x` → (`[a, b]`, `c.x`).
+fn split(name: &str) -> (Vec<&str>, &str) {
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let file = parts.pop().expect("split yields at least one part");
+    (parts, file)
+}
+
+/// Opens `root/parts…` one component at a time without following links, creating missing
+/// directories when `create`.
+fn open_dir(root: &OwnedFd, parts: &[&str], create: bool) -> Result<OwnedFd, PathError> {
+    let mut cur = rustix::io::dup(root).map_err(PathError::from)?;
+    for p in parts {
+        let next = match rustix::fs::openat(&cur, *p, DIR_FLAGS, Mode::empty()) {
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&cur, *p, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                rustix::fs::openat(&cur, *p, DIR_FLAGS, Mode::empty())?
+            }
+            r => r?,
         };
-        if fname.starts_with('.') {
-            continue; // temporary files of an interrupted write
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// Reads `file` in `dir` if it is a regular file; a link is not followed, and a FIFO is not
+/// waited on (`O_NONBLOCK`, then checked before reading).
+fn read_regular(dir: &OwnedFd, file: &str) -> Result<Vec<u8>, PathError> {
+    let fd = rustix::fs::openat(
+        dir,
+        file,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    let t = FileType::from_raw_mode(st.st_mode);
+    if t == FileType::Directory {
+        return Err(PathError::NotFound); // directories are not objects
+    }
+    if t != FileType::RegularFile {
+        return Err(PathError::NotRegular(kind_name(t).into()));
+    }
+    let mut out = Vec::with_capacity(st.st_size as usize);
+    std::fs::File::from(fd)
+        .read_to_end(&mut out)
+        .map_err(PathError::Io)?;
+    Ok(out)
+}
+
+/// Lists `dir` recursively into `out`, names prefixed with `base` (which ends in `/` or is
+/// empty). Directories are opened relative to their parent with `O_NOFOLLOW`.
+fn walk(dir: &OwnedFd, base: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let raw = entry.file_name();
+        if raw.to_bytes() == b"." || raw.to_bytes() == b".." {
+            continue;
         }
-        let ty = entry.file_type()?;
-        let path = entry.path();
-        if ty.is_dir() {
-            walk(root, &path, out)?;
-        } else if ty.is_file() {
-            let rel = path.strip_prefix(root).expect("walk stays under root");
-            let name = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(ObjectInfo {
-                name,
-                size: entry.metadata()?.len(),
-            });
+        let fname = String::from_utf8_lossy(raw.to_bytes()).into_owned();
+        let name = format!("{base}{fname}");
+        let mut t = entry.file_type();
+        let mut size = 0;
+        if matches!(t, FileType::Unknown | FileType::RegularFile) {
+            let st = rustix::fs::statat(dir, raw, AtFlags::SYMLINK_NOFOLLOW)?;
+            t = FileType::from_raw_mode(st.st_mode);
+            size = st.st_size as u64;
         }
+        let kind = match t {
+            FileType::Directory => {
+                match rustix::fs::openat(dir, raw, DIR_FLAGS, Mode::empty()) {
+                    Ok(sub) => walk(&sub, &format!("{name}/"), out)?,
+                    // Replaced by a link while we looked: report it as one.
+                    Err(Errno::LOOP | Errno::NOTDIR) => out.push(ObjectInfo {
+                        name,
+                        size: 0,
+                        kind: EntryKind::Symlink,
+                    }),
+                    Err(Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            FileType::RegularFile => EntryKind::Regular,
+            FileType::Symlink => EntryKind::Symlink,
+            _ => EntryKind::Special,
+        };
+        out.push(ObjectInfo { name, size, kind });
     }
     Ok(())
-}
-
-fn create_blocking(root: &Path, name: &str, bytes: &[u8]) -> Result<Created, StoreError> {
-    let err = |op, e| io_err(op, name, root, e);
-    let path = root.join(name);
-    let dir = path.parent().expect("object path has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| err("create directory for", e))?;
-    if let Some(c) = compare_existing(&path, bytes).map_err(|e| err("read existing", e))? {
-        return c.map_err(|()| StoreError::Conflict {
-            object: name.to_string(),
-        });
-    }
-    let file_name = path
-        .file_name()
-        .expect("object has a file name")
-        .to_string_lossy();
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| err("create temporary file for", e))?;
-        f.write_all(bytes).map_err(|e| err("write", e))?;
-        f.sync_all().map_err(|e| err("fsync", e))?;
-        let mut perms = f.metadata().map_err(|e| err("stat", e))?.permissions();
-        perms.set_readonly(true);
-        std::fs::set_permissions(&tmp, perms).map_err(|e| err("make read-only", e))?;
-        match std::fs::hard_link(&tmp, &path) {
-            Ok(()) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Some(())),
-            Err(e) => Err(err("link into place", e)),
-        }
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    if result? == Some(()) {
-        // Lost a race with another writer of the same name: same rule as above.
-        return match compare_existing(&path, bytes).map_err(|e| err("read existing", e))? {
-            Some(Ok(c)) => Ok(c),
-            _ => Err(StoreError::Conflict {
-                object: name.to_string(),
-            }),
-        };
-    }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| err("fsync directory of", e))?;
-    Ok(Created {
-        version_id: None,
-        already_existed: false,
-    })
-}
-
-/// `None`: no such file. `Some(Ok)`: identical bytes. `Some(Err)`: different bytes.
-#[allow(clippy::type_complexity)]
-fn compare_existing(path: &Path, bytes: &[u8]) -> std::io::Result<Option<Result<Created, ()>>> {
-    match std::fs::read(path) {
-        Ok(existing) if existing == bytes => Ok(Some(Ok(Created {
-            version_id: None,
-            already_existed: true,
-        }))),
-        Ok(_) => Ok(Some(Err(()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]
@@ -232,13 +385,80 @@ mod tests {
             listed,
             vec![ObjectInfo {
                 name: "a/b/x.bin".into(),
-                size: 3
+                size: 3,
+                kind: EntryKind::Regular,
             }]
         );
         assert!(matches!(
             s.get("a/nope").await.unwrap_err(),
             StoreError::NotFound { .. }
         ));
-        assert!(s.create("../escape", Bytes::new()).await.is_err());
+        assert!(matches!(
+            s.create("../escape", Bytes::new()).await.unwrap_err(),
+            StoreError::InvalidName(_)
+        ));
+    }
+
+    /// Issue 7: a write-once vault never contains links; the store neither follows one to read
+    /// or write nor hides one from a listing.
+    #[tokio::test]
+    async fn links_and_special_files_are_listed_as_such_and_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("d")).unwrap();
+        std::fs::write(outside.path().join("d/x.bin"), b"forged").unwrap();
+        std::fs::write(outside.path().join("f.bin"), b"forged").unwrap();
+        let s = LocalStore::open(dir.path().to_str().unwrap(), false).unwrap();
+        s.create("real/x.bin", Bytes::from_static(b"sealed"))
+            .await
+            .unwrap();
+        let root = dir.path();
+        std::os::unix::fs::symlink(outside.path().join("d"), root.join("linkdir")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f.bin"), root.join("real/link.bin"))
+            .unwrap();
+        rustix::fs::mknodat(
+            CWD,
+            root.join("real/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        std::fs::write(root.join("real/.x.bin.tmp-1-2"), b"partial").unwrap();
+
+        let names: Vec<(String, EntryKind)> = s
+            .list("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.name, o.kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("linkdir".to_string(), EntryKind::Symlink),
+                ("real/.x.bin.tmp-1-2".to_string(), EntryKind::Regular),
+                ("real/fifo".to_string(), EntryKind::Special),
+                ("real/link.bin".to_string(), EntryKind::Symlink),
+                ("real/x.bin".to_string(), EntryKind::Regular),
+            ]
+        );
+        for name in ["linkdir/x.bin", "real/link.bin", "real/fifo"] {
+            let e = s.get(name).await.unwrap_err();
+            assert!(matches!(e, StoreError::NotRegular { .. }), "{name}: {e}");
+        }
+        let e = s
+            .create("linkdir/new.bin", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotRegular { .. }), "{e}");
+        assert!(!outside.path().join("d/new.bin").exists());
+        let e = s.list("linkdir/").await.unwrap_err();
+        assert!(matches!(e, StoreError::NotRegular { .. }), "{e}");
+        // The root itself may be a link, resolved once.
+        let alias = outside.path().join("alias");
+        std::os::unix::fs::symlink(root, &alias).unwrap();
+        let via = LocalStore::open(alias.to_str().unwrap(), true).unwrap();
+        assert_eq!(&via.get("real/x.bin").await.unwrap()[..], b"sealed");
     }
 }

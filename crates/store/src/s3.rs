@@ -324,8 +324,11 @@ impl S3Store {
             .filter_map(|m| {
                 let key = m.location.to_string();
                 let name = key.strip_prefix(&self.prefix)?.to_string();
-                name.starts_with(prefix)
-                    .then_some(ObjectInfo { name, size: m.size })
+                name.starts_with(prefix).then_some(ObjectInfo {
+                    name,
+                    size: m.size,
+                    kind: crate::EntryKind::Regular,
+                })
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,0 +1,208 @@
+//! What verification reports: findings, their classes and severities, per-stream summaries,
+//! and the limits of an intact verdict (docs/FORMAT.md §8.1 and §8.5).
+
+use cairn_format::StreamId;
+use serde::Serialize;
+
+/// The class of a problem (docs/FORMAT.md §8.1). Serialised in snake_case, the same name the
+/// human report, `--json`, the README and FORMAT.md use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The Parquet file's bytes differ from the hash/size its manifest signs.
+    ModifiedFile,
+    /// A manifest's own Parquet file is not in the store.
+    MissingFile,
+    /// A manifest was altered: not two lines, an unparseable body without a valid signature,
+    /// or an invalid signature whose body the next segment's link contradicts.
+    ModifiedManifest,
+    /// The signature is invalid but the body is not shown to be altered.
+    BadSignature,
+    /// Signed by a key that is not among the trusted public keys.
+    UnknownKey,
+    /// A signed manifest that is not true: unparseable under a valid signature, breaking a
+    /// rule, or not describing its Parquet file. The sealer or its key is not to be trusted.
+    ContentMismatch,
+    /// A manifest's name does not match its body, or its `seq` does not follow.
+    Reordered,
+    /// Offsets of a stream that no segment covers, or a first segment that is not the
+    /// chain's first.
+    Gap,
+    /// Two segments cover the same offsets.
+    Overlap,
+    /// A manifest's `prev_manifest_sha256` does not match the manifest before it.
+    BrokenChain,
+    /// A later version or delete marker hides a sealed object (S3).
+    ShadowedVersion,
+    /// A symbolic link, FIFO, socket or device in a local store; never followed or read.
+    NonRegularObject,
+    /// An object could not be read (I/O); verification is incomplete.
+    Unreadable,
+    /// Warning: a cairn-named Parquet file no manifest claims (a crash between the writes).
+    OrphanFile,
+    /// Warning: an object whose name is not a cairn name.
+    UnexpectedObject,
+}
+
+/// How a finding affects the verdict and the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// An integrity failure: exit 1.
+    Error,
+    /// Verification could not finish: exit 2 unless there is also an error.
+    Incomplete,
+    /// Reported; the store is still intact.
+    Warning,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 15] = [
+        FindingKind::ModifiedFile,
+        FindingKind::MissingFile,
+        FindingKind::ModifiedManifest,
+        FindingKind::BadSignature,
+        FindingKind::UnknownKey,
+        FindingKind::ContentMismatch,
+        FindingKind::Reordered,
+        FindingKind::Gap,
+        FindingKind::Overlap,
+        FindingKind::BrokenChain,
+        FindingKind::ShadowedVersion,
+        FindingKind::NonRegularObject,
+        FindingKind::Unreadable,
+        FindingKind::OrphanFile,
+        FindingKind::UnexpectedObject,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::ModifiedFile => "modified_file",
+            FindingKind::MissingFile => "missing_file",
+            FindingKind::ModifiedManifest => "modified_manifest",
+            FindingKind::BadSignature => "bad_signature",
+            FindingKind::UnknownKey => "unknown_key",
+            FindingKind::ContentMismatch => "content_mismatch",
+            FindingKind::Reordered => "reordered",
+            FindingKind::Gap => "gap",
+            FindingKind::Overlap => "overlap",
+            FindingKind::BrokenChain => "broken_chain",
+            FindingKind::ShadowedVersion => "shadowed_version",
+            FindingKind::NonRegularObject => "non_regular_object",
+            FindingKind::Unreadable => "unreadable",
+            FindingKind::OrphanFile => "orphan_file",
+            FindingKind::UnexpectedObject => "unexpected_object",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingKind::Unreadable => Severity::Incomplete,
+            FindingKind::OrphanFile | FindingKind::UnexpectedObject => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+
+    pub fn is_warning(self) -> bool {
+        self.severity() == Severity::Warning
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Incomplete => "incomplete",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// `<stream id>/<partition>`, when the object belongs to a stream.
+    pub stream: Option<String>,
+    /// The object the class names (docs/FORMAT.md §8.1), relative to the store root.
+    pub object: String,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(
+        kind: FindingKind,
+        stream: Option<&StreamId>,
+        object: &str,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            kind,
+            severity: kind.severity(),
+            stream: stream.map(|s| s.to_string()),
+            object: object.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StreamSummary {
+    pub stream: String,
+    pub segments: u64,
+    pub events: u64,
+    pub rejected_offsets: u64,
+    pub absent_offsets: u64,
+    pub first_offset: Option<i64>,
+    pub last_offset: Option<i64>,
+}
+
+/// What an intact verdict cannot say without signed checkpoints and a store identity
+/// (docs/FORMAT.md §8.5). Printed with every verdict.
+pub const LIMITATIONS: [&str; 3] = [
+    "no checkpoint: deletion of a whole stream (all of its objects) cannot be detected",
+    "no checkpoint: deletion of a stream's newest segments (tail truncation) cannot be detected",
+    "no store identity: a stream copied in from another vault whose manifests a trusted key signed cannot be detected",
+];
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub store: String,
+    /// No error or incomplete findings.
+    pub intact: bool,
+    /// Some object could not be read: the verdict is incomplete.
+    pub incomplete: bool,
+    pub segments_checked: u64,
+    pub events_checked: u64,
+    pub parquet_bytes_checked: u64,
+    pub streams: Vec<StreamSummary>,
+    pub findings: Vec<Finding>,
+    /// What even an intact verdict does not establish (docs/FORMAT.md §8.5).
+    pub limitations: Vec<&'static str>,
+}
+
+impl Report {
+    /// Process exit code: 0 intact, 1 integrity failure, 2 incomplete (I/O).
+    pub fn exit_code(&self) -> i32 {
+        if self.findings.iter().any(|f| f.severity == Severity::Error) {
+            1
+        } else if self.incomplete {
+            2
+        } else {
+            0
+        }
+    }
+
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity != Severity::Warning)
+            .count()
+    }
+}

@@ -1,0 +1,370 @@
+//! One manifest and its Parquet file: docs/FORMAT.md §8.3, steps 1 to 8.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use cairn_format::manifest::{ManifestError, ManifestLines, SignatureCheck, SignatureFailure};
+use cairn_format::merkle::MerkleBuilder;
+use cairn_format::names::ObjectName;
+use cairn_format::segment::scan_segment;
+use cairn_format::{Manifest, PublicKey, SignedManifest, StreamId};
+use cairn_store::{Store, StoreError};
+use sha2::{Digest, Sha256};
+
+use crate::inventory::Inventory;
+use crate::report::{Finding, FindingKind};
+
+/// A manifest that passed step 4: it takes part in its stream's walk.
+pub(crate) struct Parsed {
+    pub manifest: SignedManifest,
+    pub signature: SignatureCheck,
+    /// Why the signature is not valid, for the report.
+    pub signature_problem: Option<SignatureFailure>,
+    /// The segment's own Parquet name (§2), when the body's stream id is valid.
+    pub own_parquet: Option<String>,
+}
+
+/// The result of checking one manifest object.
+pub(crate) struct ManifestCheck {
+    pub object: String,
+    pub name: ObjectName,
+    pub parsed: Option<Parsed>,
+    /// Findings that stand whatever the stream walk decides.
+    pub findings: Vec<Finding>,
+    /// Findings of steps 6–8, judged against this body's claims: withdrawn when the walk
+    /// classifies the manifest as modified.
+    pub file_findings: Vec<Finding>,
+    pub events: u64,
+    pub bytes: u64,
+    pub unreadable: bool,
+    /// The manifest could not be read or parsed (unreadable, a link in its place, a broken
+    /// layout or body): it stands in the walk for the range its name says (FORMAT.md §8.4).
+    pub placeholder: bool,
+}
+
+impl ManifestCheck {
+    pub fn new(object: String, name: ObjectName) -> Self {
+        ManifestCheck {
+            object,
+            name,
+            parsed: None,
+            findings: Vec::new(),
+            file_findings: Vec::new(),
+            events: 0,
+            bytes: 0,
+            unreadable: false,
+            placeholder: false,
+        }
+    }
+
+    /// A manifest that failed steps 1, 2 or 4 (its finding already made): it stands in the
+    /// walk for the range its name says.
+    pub fn placeholder(mut self) -> Self {
+        self.placeholder = true;
+        self
+    }
+
+    fn stream(&self) -> StreamId {
+        self.name.stream.clone()
+    }
+
+    fn push(&mut self, kind: FindingKind, object: &str, message: impl Into<String>) {
+        let f = Finding::new(kind, Some(&self.stream()), object, message);
+        self.findings.push(f);
+    }
+
+    fn push_file(&mut self, kind: FindingKind, object: &str, message: impl Into<String>) {
+        let f = Finding::new(kind, Some(&self.stream()), object, message);
+        self.file_findings.push(f);
+    }
+
+    /// A store error while reading `object`: a link or special file, or unreadable.
+    fn read_failed(&mut self, object: &str, e: StoreError, inv: &Inventory) {
+        match e {
+            StoreError::NotRegular { found, .. } => {
+                if !inv.non_regular.contains(object) {
+                    self.push(
+                        FindingKind::NonRegularObject,
+                        object,
+                        format!("{found} is in its place; not followed, not read"),
+                    );
+                }
+            }
+            e => {
+                self.unreadable = true;
+                self.push(FindingKind::Unreadable, object, e.to_string());
+            }
+        }
+    }
+}
+
+/// Steps 1–8 of docs/FORMAT.md §8.3 for the manifest `object`.
+pub(crate) async fn check_manifest(
+    store: &Store,
+    inv: &Inventory,
+    keys: &[PublicKey],
+    object: String,
+    name: ObjectName,
+) -> ManifestCheck {
+    let mut c = ManifestCheck::new(object.clone(), name);
+    // 1. Read, at the sealed version.
+    let version = inv.objects.get(&object).cloned().flatten();
+    let bytes = match store.get(&object, version.as_deref()).await {
+        Ok(b) => b,
+        Err(e) => {
+            c.read_failed(&object, e, inv);
+            return c.placeholder();
+        }
+    };
+    // 2. Layout.
+    let lines = match ManifestLines::split(&bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            c.push(FindingKind::ModifiedManifest, &object, e.to_string());
+            return c.placeholder();
+        }
+    };
+    // 3–4. Signature on the line alone, then the body's structure.
+    let sm = match lines.parse_body() {
+        Ok(sm) => sm,
+        Err(ManifestError::Structure(why)) => {
+            match lines.verify_line_only(keys) {
+                Ok(()) => c.push(
+                    FindingKind::ContentMismatch,
+                    &object,
+                    format!(
+                        "validly signed, but the body is not a cairn.segment.v1 manifest body: {why}"
+                    ),
+                ),
+                Err(sig) => c.push(
+                    FindingKind::ModifiedManifest,
+                    &object,
+                    format!("the body is not a manifest body ({why}) and is not validly signed ({sig})"),
+                ),
+            }
+            return c.placeholder();
+        }
+        Err(e @ ManifestError::Layout) => {
+            c.push(FindingKind::ModifiedManifest, &object, e.to_string());
+            return c.placeholder();
+        }
+    };
+    let verdict = sm.verify_signature(keys);
+    let signature = SignatureFailure::check(&verdict);
+    if let Err(e @ SignatureFailure::UnknownKey(_)) = &verdict {
+        c.push(FindingKind::UnknownKey, &object, e.to_string());
+    }
+    let m = &sm.manifest;
+    // 5. Name.
+    if !name_matches(m, &c.name) {
+        let msg = format!(
+            "the name says {} offsets {}..={} but the body says {}/{} offsets {}..={}",
+            c.name.stream,
+            c.name.first,
+            c.name.last,
+            m.stream.id,
+            m.stream.partition,
+            m.first_offset,
+            m.last_offset
+        );
+        c.push(FindingKind::Reordered, &object, msg);
+    }
+    // 6. Rules.
+    for v in m.rule_violations() {
+        c.push_file(FindingKind::ContentMismatch, &object, v);
+    }
+    // 7–8. The file, from the segment's own name only.
+    let own_parquet = m.own_parquet_object();
+    if let Some(p) = &own_parquet {
+        check_file(store, inv, &mut c, &sm, p).await;
+    }
+    c.parsed = Some(Parsed {
+        manifest: sm,
+        signature,
+        signature_problem: verdict.err(),
+        own_parquet,
+    });
+    c
+}
+
+fn name_matches(m: &Manifest, n: &ObjectName) -> bool {
+    m.stream.id == n.stream.source
+        && m.stream.partition == n.stream.partition
+        && m.first_offset == n.first
+        && m.last_offset == n.last
+}
+
+async fn check_file(
+    store: &Store,
+    inv: &Inventory,
+    c: &mut ManifestCheck,
+    sm: &SignedManifest,
+    parquet: &str,
+) {
+    if inv.non_regular.contains(parquet) {
+        return; // the inventory's non_regular_object finding stands
+    }
+    let m = &sm.manifest;
+    // A local copy of an S3 vault keeps its version ids: ignored where there are no versions.
+    let version = if store.is_versioned() {
+        m.parquet
+            .version_id
+            .clone()
+            .or_else(|| inv.objects.get(parquet).cloned().flatten())
+    } else {
+        None
+    };
+    let file = match store.get(parquet, version.as_deref()).await {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => {
+            let msg = format!("the Parquet file of manifest {} is missing", c.object);
+            c.push_file(FindingKind::MissingFile, parquet, msg);
+            return;
+        }
+        Err(e) => {
+            c.read_failed(parquet, e, inv);
+            return;
+        }
+    };
+    c.bytes = file.len() as u64;
+    let sha = hex::encode(Sha256::digest(&file));
+    if sha != m.parquet.sha256 || file.len() as u64 != m.parquet.size {
+        let msg = format!(
+            "SHA-256 {sha} ({} bytes) but manifest {} signs {} ({} bytes)",
+            file.len(),
+            c.object,
+            m.parquet.sha256,
+            m.parquet.size
+        );
+        c.push_file(FindingKind::ModifiedFile, parquet, msg);
+        return;
+    }
+    let m2 = m.clone();
+    let (problems, events) = tokio::task::spawn_blocking(move || check_rows(&m2, file))
+        .await
+        .expect("row check panicked");
+    let object = c.object.clone();
+    for p in problems {
+        c.push_file(FindingKind::ContentMismatch, &object, p);
+    }
+    c.events = events;
+}
+
+/// The offsets a segment's rows must have: its range minus the rejected and absent ranges,
+/// or `None` when the ranges break the rules (already reported as such).
+fn excluded_ranges(m: &Manifest) -> Option<Vec<[i64; 2]>> {
+    let mut all: Vec<[i64; 2]> = m.rejected.iter().chain(&m.absent).copied().collect();
+    all.sort();
+    let inside = all
+        .iter()
+        .all(|r| r[0] <= r[1] && r[0] >= m.first_offset && r[1] <= m.last_offset);
+    let disjoint = all.windows(2).all(|w| w[1][0] > w[0][1]);
+    (inside && disjoint).then_some(all)
+}
+
+/// Step 8: the rows under the Parquet contract, against the manifest's claims. Returns the
+/// problems found and the number of rows read.
+fn check_rows(m: &Manifest, file: Bytes) -> (Vec<String>, u64) {
+    let excluded = excluded_ranges(m);
+    let mut merkle = MerkleBuilder::new();
+    let mut expected = m.first_offset;
+    let mut ex = excluded.iter().flatten().peekable();
+    let mut tenants = BTreeSet::new();
+    let (mut min_ts, mut max_ts) = (None::<i64>, None::<i64>);
+    let mut prev: Option<i64> = None;
+    let scanned = scan_segment(file, |f, leaf| {
+        if f.stream_id != m.stream.id || f.partition != m.stream.partition {
+            return Err(format!(
+                "row at offset {} belongs to stream {}/{}",
+                f.offset, f.stream_id, f.partition
+            ));
+        }
+        if prev.is_some_and(|p| f.offset <= p) {
+            return Err(format!(
+                "row offset {} after {}: rows must be in ascending offset order",
+                f.offset,
+                prev.unwrap_or_default()
+            ));
+        }
+        prev = Some(f.offset);
+        if excluded.is_some() {
+            while let Some(r) = ex.next_if(|r| r[0] == expected) {
+                expected = r[1] + 1;
+            }
+            if f.offset != expected {
+                return Err(format!(
+                    "row offset {} where offset {expected} was expected (rows must be exactly the range minus the rejected and absent offsets)",
+                    f.offset
+                ));
+            }
+            expected += 1;
+        }
+        merkle.push_leaf_data(leaf);
+        if !tenants.contains(f.tenant) {
+            tenants.insert(f.tenant.to_string());
+        }
+        min_ts = Some(min_ts.map_or(f.occurred_at_us, |v| v.min(f.occurred_at_us)));
+        max_ts = Some(max_ts.map_or(f.occurred_at_us, |v| v.max(f.occurred_at_us)));
+        Ok(())
+    });
+    let rows = match scanned {
+        Err(e) => return (vec![format!("the rows cannot be read: {e}")], 0),
+        Ok(Err(e)) => return (vec![e], 0),
+        Ok(Ok(rows)) => rows,
+    };
+    let mut out = Vec::new();
+    if excluded.is_some() {
+        while let Some(r) = ex.next_if(|r| r[0] == expected) {
+            expected = r[1] + 1;
+        }
+        if expected != m.last_offset + 1 {
+            out.push(format!(
+                "the rows and the rejected/absent ranges end at offset {} but the segment ends at {}",
+                expected - 1,
+                m.last_offset
+            ));
+        }
+    }
+    if rows != m.event_count {
+        out.push(format!(
+            "{rows} rows but the manifest says {}",
+            m.event_count
+        ));
+    }
+    let root = hex::encode(merkle.root());
+    if root != m.merkle_root {
+        out.push(format!(
+            "the Merkle root of the rows is {root} but the manifest signs {}",
+            m.merkle_root
+        ));
+    }
+    let tenants: Vec<String> = tenants.into_iter().collect();
+    if tenants != m.tenants {
+        out.push(format!(
+            "the rows' tenants are {tenants:?} but the manifest says {:?}",
+            m.tenants
+        ));
+    }
+    for (name, us, claimed) in [
+        ("min_occurred_at", min_ts, &m.min_occurred_at),
+        ("max_occurred_at", max_ts, &m.max_occurred_at),
+    ] {
+        let computed = us.map(cairn_format::event::format_micros);
+        let agrees = match (&computed, claimed) {
+            (None, None) => true,
+            (Some(Some(a)), Some(b)) => a == b,
+            _ => false,
+        };
+        if !agrees {
+            let found = match computed {
+                None => "none (no rows)".to_string(),
+                Some(Some(s)) => s,
+                Some(None) => format!("{} µs, outside the years 0001–9999", us.unwrap_or(0)),
+            };
+            out.push(format!(
+                "{name} of the rows is {found} but the manifest says {claimed:?}"
+            ));
+        }
+    }
+    (out, rows)
+}
