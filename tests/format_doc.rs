@@ -5,12 +5,11 @@
 use bytes::Bytes;
 use cairn_format::event::{AuditEvent, StreamId};
 use cairn_format::leaf::event_leaf;
-use cairn_format::manifest::{GENESIS, ParquetRef, SignatureCheck, StreamRef};
+use cairn_format::manifest::{ParquetRef, SignatureCheck, StreamRef};
 use cairn_format::merkle::{MerkleBuilder, leaf_hash, node_hash};
 use cairn_format::names::{ObjectKind, object_name};
 use cairn_format::segment::{SegmentBuilder, encode_parquet, scan_segment};
-use cairn_format::{Manifest, SignedManifest, SigningKey};
-use sha2::{Digest, Sha256};
+use cairn_format::{Digest, Manifest, OffsetRange, SignedManifest, SigningKey};
 
 const EVENT_1: &str = r#"{"event_id":"7f1c2a9e-3b4d-4c5e-8f60-718293a4b5c6","occurred_at":"2026-11-26T09:30:00.123456Z","tenant":"acme","actor":{"id":"u-42","type":"user","ip":"192.0.2.7"},"action":"invoice.read","resource":{"type":"invoice","id":"inv-1001"},"outcome":"success","source":"billing-api","sensitivity":"pii","details":{"request_id":"r-1","region":"eu"}}"#;
 const EVENT_3: &str = r#"{"event_id":"0a1b2c3d-4e5f-4a6b-9c7d-8e9fa0b1c2d3","occurred_at":"2026-11-26T09:30:01Z","tenant":"globex","actor":{"id":"svc-7","type":"service"},"action":"user.login","resource":{"type":"user","id":"u-9"},"outcome":"denied","source":"auth-service","sensitivity":"internal"}"#;
@@ -67,19 +66,19 @@ fn worked_example_in_format_md_matches_the_code() {
         first_offset: 1,
         last_offset: 3,
         event_count: 2,
-        rejected: vec![[2, 2]],
+        rejected: vec![OffsetRange::one(2)],
         absent: vec![],
         min_occurred_at: Some("2026-11-26T09:30:00.123456Z".into()),
         max_occurred_at: Some("2026-11-26T09:30:01.000000Z".into()),
         tenants: stats.tenants.clone(),
-        merkle_root: hex::encode(root),
+        merkle_root: Digest::from_bytes(&root),
         parquet: ParquetRef {
             object: object_name(&stream, 1, 3, ObjectKind::Parquet),
-            sha256: hex::encode(Sha256::digest(&parquet)),
+            sha256: Digest::of(&parquet),
             size: parquet.len() as u64,
             version_id: None,
         },
-        prev_manifest_sha256: hex::encode(GENESIS),
+        prev_manifest_sha256: Digest::genesis(),
         schema_sha256: cairn_format::schema_fingerprint(),
         key_id: String::new(),
         sealed_at: "2026-11-26T09:31:00.000000Z".into(),
@@ -98,9 +97,12 @@ fn worked_example_in_format_md_matches_the_code() {
         ("leaf hash of offset 1", hex::encode(h1)),
         ("leaf hash of offset 3", hex::encode(h3)),
         ("merkle root", hex::encode(root)),
-        ("schema sha256", cairn_format::schema_fingerprint()),
+        (
+            "schema sha256",
+            cairn_format::schema_fingerprint().to_string(),
+        ),
         ("manifest file", file.clone()),
-        ("manifest chain hash", hex::encode(signed.chain_hash())),
+        ("manifest chain hash", signed.chain_hash().to_string()),
     ];
     let missing: Vec<_> = values
         .iter()

@@ -127,8 +127,8 @@ fn object_lock_is_required_and_every_object_is_under_compliance_retention() {
     let (code, _, err) = s3.cairn(&seal_args("s3://plain", &keys.key, input));
     assert_eq!(code, 2);
     assert!(
-        err.contains(
-            "bucket \"plain\" has object lock disabled; create it with object lock enabled"
+                err.contains(
+            "bucket \"plain\" has object lock disabled; a cairn store needs a bucket created with object lock enabled"
         ),
         "{err}"
     );
@@ -151,8 +151,10 @@ fn object_lock_is_required_and_every_object_is_under_compliance_retention() {
     s3.admin(&["create-bucket", "nodefault", "--lock"]);
     let (code, _, err) = s3.cairn(&seal_args("s3://nodefault", &keys.key, input));
     assert_eq!(code, 2, "{err}");
+    // The library names the problem; the binary adds the flag that solves it.
     assert!(
-        err.contains("pass a per-object retention (--retention-days)"),
+        err.contains("or configure a per-object retention")
+            && err.contains("hint: or pass --retention-days N"),
         "{err}"
     );
     // Per-object retention instead of a bucket default.

@@ -432,10 +432,11 @@ fn a_key_id_mismatch_on_the_signature_line_is_a_signature_failure() {
     let fx = Fixture::new();
     let tmp = tempfile::tempdir().unwrap();
     let other = keygen(tmp.path());
-    let other_id = cairn_format::PublicKey::load(Path::new(&other.public))
-        .unwrap()
-        .key_id()
-        .to_string();
+    let other_id =
+        cairn_format::PublicKey::parse(&std::fs::read_to_string(&other.public).unwrap(), "k")
+            .unwrap()
+            .key_id()
+            .to_string();
     rewrite(&fx.path(&fx.manifests[1]), |b| {
         let text = String::from_utf8(b).unwrap();
         let (body, line) = text.trim_end().split_once('\n').unwrap();

@@ -448,7 +448,7 @@ pub fn reencode(file: &[u8]) -> Vec<u8> {
 /// secret key file `key` (a trusted signer producing that body).
 pub fn resign(path: &Path, key: &str, edit: impl FnOnce(&str) -> String) {
     use base64::Engine;
-    let key = cairn_format::SigningKey::load(Path::new(key)).unwrap();
+    let key = cairn_format::SigningKey::parse(&std::fs::read_to_string(key).unwrap(), key).unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     let body = edit(text.lines().next().unwrap());
     let sig = key.sign(&cairn_format::manifest::signing_input(body.as_bytes()));

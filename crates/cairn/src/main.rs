@@ -4,6 +4,7 @@
 //! exit codes). It holds no format, storage or verification logic of its own.
 
 mod ingest;
+mod keyfile;
 mod seal;
 
 // glibc malloc serialises on an arena lock when one thread frees what another allocated
@@ -16,8 +17,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cairn_format::{PublicKey, SigningKey};
-use cairn_store::{Store, StoreOptions};
+use cairn_format::SigningKey;
+use cairn_store::StoreReader;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -98,16 +99,45 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(h) = hint(&e) {
+                eprintln!("hint: {h}");
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// What the user can do about an error, in this command's terms (library messages name no
+/// flags or commands).
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    use cairn_sealer::SealError;
+    use cairn_store::StoreError;
+    e.chain().find_map(|cause| {
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            return match s {
+                StoreError::NoRetention { .. } => Some(
+                    "or pass --retention-days N to put each object under COMPLIANCE retention for N days",
+                ),
+                StoreError::Conflict { .. } | StoreError::NotRegular { .. } => Some(
+                    "run `cairn verify --store … --pubkey …` to see what is in the store",
+                ),
+                _ => None,
+            };
+        }
+        match cause.downcast_ref::<SealError>() {
+            Some(SealError::ChainHead { .. }) => Some(
+                "run `cairn verify --store … --pubkey …` on this store; a stream is extended only with the key that signed its newest manifest",
+            ),
+            _ => None,
+        }
+    })
 }
 
 async fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Keygen { out } => {
             let key = SigningKey::generate()?;
-            cairn_format::keys::write_keypair(&out, &key)?;
+            keyfile::write_keypair(&out, &key)?;
             println!(
                 "wrote {} (secret, 0600) and {} (key id {})",
                 out.join("signing.key").display(),
@@ -135,16 +165,9 @@ async fn verify(
 ) -> anyhow::Result<u8> {
     let keys = pubkeys
         .iter()
-        .map(|p| {
-            PublicKey::load(p)
-                .context("each --pubkey must be a public key file written by `cairn keygen`")
-        })
+        .map(|p| keyfile::load_public_key(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let opts = StoreOptions {
-        read_only: true,
-        ..Default::default()
-    };
-    let store = Store::open(url, &opts)
+    let store = StoreReader::open(url)
         .await
         .with_context(|| format!("opening store {url}"))?;
     let tty = std::io::stderr().is_terminal() && !json;

@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
-use cairn_format::SigningKey;
 use cairn_format::event::{AuditEvent, EventError, StreamId};
 use cairn_format::segment::PreparedEvent;
 use cairn_sealer::{SegmentLimits, StreamSealer};
-use cairn_store::{Store, StoreOptions};
+use cairn_store::{StoreWriter, WriterOptions};
 
 #[derive(clap::Args)]
 pub struct SealArgs {
@@ -220,19 +219,18 @@ impl Rejects {
 
 pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
     let stream = StreamId::new(&args.source_id, args.partition)?;
-    let key = SigningKey::load(&args.key)?;
+    let key = crate::keyfile::load_signing_key(&args.key)?;
     if args.segment_events == 0 || args.segment_bytes == 0 {
         anyhow::bail!("--segment-events and --segment-bytes must be at least 1");
     }
     if !args.input.is_file() {
         anyhow::bail!("input {} is not a readable file", args.input.display());
     }
-    let opts = StoreOptions {
+    let opts = WriterOptions {
         retention_days: args.retention_days,
-        read_only: false,
     };
     let store = Arc::new(
-        Store::open(&args.store, &opts)
+        StoreWriter::open(&args.store, &opts)
             .await
             .with_context(|| format!("opening store {}", args.store))?,
     );

@@ -65,14 +65,6 @@ impl Outcome {
             Outcome::Error => "error",
         }
     }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "success" => Outcome::Success,
-            "denied" => Outcome::Denied,
-            "error" => Outcome::Error,
-            _ => return None,
-        })
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -92,15 +84,6 @@ impl Sensitivity {
             Sensitivity::Confidential => "confidential",
             Sensitivity::Pii => "pii",
         }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "public" => Sensitivity::Public,
-            "internal" => Sensitivity::Internal,
-            "confidential" => Sensitivity::Confidential,
-            "pii" => Sensitivity::Pii,
-            _ => return None,
-        })
     }
 }
 

@@ -1,11 +1,11 @@
-//! Ed25519 keys, key ids and their file encodings (docs/FORMAT.md, "Keys").
+//! Ed25519 keys, key ids and their file encodings (docs/FORMAT.md §6.4). Parsing and
+//! formatting only: reading and writing key files is the caller's I/O.
 //!
 //! Key files are one line: `cairn-ed25519-secret:<64 hex>` (the 32-byte seed) or
 //! `cairn-ed25519-public:<64 hex>`. The key id is the first 8 bytes of
 //! `SHA-256("cairn/ed25519\n" ‖ public key)`, written as 16 lowercase hex digits.
 
 use std::fmt;
-use std::path::Path;
 
 use ed25519_dalek::{Signer, Verifier};
 use sha2::{Digest, Sha256};
@@ -15,16 +15,6 @@ const PUBLIC_TAG: &str = "cairn-ed25519-public:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write key file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
     #[error(
         "{path} is not a cairn {kind} key file: {problem}; expected exactly one line `{tag}<64 lowercase hex digits>`"
     )]
@@ -36,10 +26,6 @@ pub enum KeyError {
     },
     #[error("{path} holds a public key that cannot be trusted: {problem}")]
     WeakPublicKey { path: String, problem: &'static str },
-    #[error(
-        "{0} already exists; refusing to overwrite a key (move it away or choose another --out)"
-    )]
-    Exists(String),
     #[error("no randomness available: {0}")]
     Random(String),
 }
@@ -109,14 +95,6 @@ impl SigningKey {
                 problem,
             })
     }
-
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
-    }
 }
 
 impl fmt::Debug for SigningKey {
@@ -181,14 +159,6 @@ impl PublicKey {
         }
         Ok(PublicKey(key))
     }
-
-    pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
-    }
 }
 
 /// `tag` + 64 lowercase hex digits + an optional single `\n`, and nothing else.
@@ -219,64 +189,19 @@ fn parse_tagged(text: &str, tag: &str) -> Result<[u8; 32], String> {
     Ok(out)
 }
 
-/// Writes `dir/signing.key` (mode 0600, created exclusively) and `dir/signing.pub`.
-pub fn write_keypair(dir: &Path, key: &SigningKey) -> Result<(), KeyError> {
-    use std::io::Write;
-    let werr = |p: &Path| {
-        let path = p.display().to_string();
-        move |source| KeyError::Write { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(werr(dir))?;
-    let secret = dir.join("signing.key");
-    let public = dir.join("signing.pub");
-    for p in [&secret, &public] {
-        if p.exists() {
-            return Err(KeyError::Exists(p.display().to_string()));
-        }
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&secret).map_err(werr(&secret))?;
-    f.write_all(key.to_file_string().as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(werr(&secret))?;
-    std::fs::write(&public, key.public().to_file_string()).map_err(werr(&public))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn key_files_round_trip_and_sign() {
-        let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::from_seed([7; 32]);
-        write_keypair(dir.path(), &key).unwrap();
-        let loaded = SigningKey::load(&dir.path().join("signing.key")).unwrap();
-        let public = PublicKey::load(&dir.path().join("signing.pub")).unwrap();
+        let loaded = SigningKey::parse(&key.to_file_string(), "k").unwrap();
+        let public = PublicKey::parse(&key.public().to_file_string(), "k.pub").unwrap();
         assert_eq!(loaded.key_id(), public.key_id());
         let sig = loaded.sign(b"m");
         assert!(public.verify(b"m", &sig));
         assert!(!public.verify(b"n", &sig));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("signing.key"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert!(matches!(
-            write_keypair(dir.path(), &key),
-            Err(KeyError::Exists(_))
-        ));
     }
 
     #[test]

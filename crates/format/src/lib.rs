@@ -10,25 +10,29 @@
 //! they all depend on it. A change to anything here that alters bytes is a format change and
 //! needs a new format version.
 
+pub mod digest;
 pub mod event;
 pub mod keys;
 pub mod leaf;
 pub mod manifest;
 pub mod merkle;
 pub mod names;
+pub mod range;
 pub mod segment;
 
+pub use digest::Digest;
 pub use event::{AuditEvent, EventError, StreamId};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
 pub use manifest::{Manifest, ManifestError, SignedManifest};
+pub use names::{ObjectKind, ObjectName};
+pub use range::OffsetRange;
 
 /// The Avro schema every event is validated against, exactly as shipped in `schemas/`.
 pub const AVRO_SCHEMA: &str = include_str!("../../../schemas/audit_event.avsc");
 
-/// SHA-256 of [`AVRO_SCHEMA`]'s bytes, lowercase hex; recorded in every manifest.
-pub fn schema_fingerprint() -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(AVRO_SCHEMA.as_bytes()))
+/// SHA-256 of [`AVRO_SCHEMA`]'s bytes; recorded in every manifest.
+pub fn schema_fingerprint() -> Digest {
+    Digest::of(AVRO_SCHEMA.as_bytes())
 }
 
 /// Format tag carried in every manifest; bumped when any sealed byte changes meaning.

@@ -9,7 +9,7 @@
 //!
 //! The signature is Ed25519 over `"cairn-manifest-v1\n" ‖ body` (body without its newline).
 //! The chain hash of a manifest is `SHA-256(body)`. The first manifest of a stream links to
-//! [`GENESIS`] (32 zero bytes).
+//! [`Digest::genesis`] (32 zero bytes).
 //!
 //! Reading is layered as FORMAT.md §8.3 is: [`ManifestLines::split`] (layout), then the
 //! signature line ([`SignatureLine::parse`], judged on its own), then the body's structure
@@ -18,14 +18,15 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
-use crate::event::{StreamId, parse_canonical_timestamp};
+use crate::digest::Digest;
+use crate::event::{EventError, StreamId, parse_canonical_timestamp};
 use crate::keys::{KeyId, PublicKey, SigningKey};
-use crate::names::{ObjectKind, object_name};
+use crate::names::{ObjectKind, ObjectName, object_name};
+use crate::range::OffsetRange;
 
 pub const SIGNATURE_CONTEXT: &[u8] = b"cairn-manifest-v1\n";
-pub const GENESIS: [u8; 32] = [0u8; 32];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +41,8 @@ pub struct ParquetRef {
     /// Object name relative to the store root: the segment's own Parquet name. Never used as
     /// a path by readers (FORMAT.md §6.1).
     pub object: String,
-    /// SHA-256 of the whole Parquet file, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of the whole Parquet file.
+    pub sha256: Digest,
     pub size: u64,
     /// S3 version id of the object as written, `null` on stores without versions.
     pub version_id: Option<String>,
@@ -60,22 +61,22 @@ pub struct Manifest {
     pub event_count: u64,
     /// Inclusive offset ranges, ascending and disjoint, of input that was rejected (bad lines,
     /// dead-lettered messages) and so is not in the Parquet file.
-    pub rejected: Vec<[i64; 2]>,
+    pub rejected: Vec<OffsetRange>,
     /// Inclusive offset ranges the source never delivered (Kafka transaction markers,
     /// compacted or aborted records). Always empty for file sources.
-    pub absent: Vec<[i64; 2]>,
+    pub absent: Vec<OffsetRange>,
     /// Canonical timestamps (FORMAT.md §0); `null` when the segment holds no events.
     pub min_occurred_at: Option<String>,
     pub max_occurred_at: Option<String>,
     /// Distinct tenants in the segment, ascending (for query pruning).
     pub tenants: Vec<String>,
-    /// RFC 6962 root over the events' leaf bytes in offset order, lowercase hex.
-    pub merkle_root: String,
+    /// RFC 6962 root over the events' leaf bytes in offset order.
+    pub merkle_root: Digest,
     pub parquet: ParquetRef,
-    /// SHA-256 of the previous manifest's body in this stream, or 64 zeros for the first.
-    pub prev_manifest_sha256: String,
+    /// SHA-256 of the previous manifest's body in this stream, or [`Digest::genesis`].
+    pub prev_manifest_sha256: Digest,
     /// SHA-256 of `schemas/audit_event.avsc` as the sealer shipped it.
-    pub schema_sha256: String,
+    pub schema_sha256: Digest,
     pub key_id: String,
     pub sealed_at: String,
 }
@@ -235,8 +236,8 @@ pub struct SignedManifest {
 /// Largest value of `seq`, `event_count`, `parquet.size` and offsets (FORMAT.md §0).
 const MAX_COUNT: u64 = i64::MAX as u64;
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+fn is_hex16(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl Manifest {
@@ -270,7 +271,7 @@ impl Manifest {
         }
         let offsets = [self.first_offset, self.last_offset]
             .into_iter()
-            .chain(self.rejected.iter().chain(&self.absent).flatten().copied());
+            .chain(self.rejected_and_absent().flat_map(|r| [r.first, r.last]));
         if let Some(o) = offsets.into_iter().find(|o| *o < 0) {
             return Err(format!("offset {o} is negative"));
         }
@@ -287,7 +288,7 @@ impl Manifest {
     /// them all). A validly signed body that breaks one is a content mismatch.
     pub fn rule_violations(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let stream = StreamId::new(self.stream.id.clone(), self.stream.partition);
+        let stream = self.stream_id();
         if let Err(e) = &stream {
             out.push(format!("stream.id: {e}"));
         }
@@ -297,11 +298,14 @@ impl Manifest {
             ("prev_manifest_sha256", &self.prev_manifest_sha256),
             ("schema_sha256", &self.schema_sha256),
         ] {
-            if !is_hex(v, 64) {
-                out.push(format!("{name} {v:?} is not 64 lowercase hex digits"));
+            if !v.is_canonical() {
+                out.push(format!(
+                    "{name} {:?} is not 64 lowercase hex digits",
+                    v.as_str()
+                ));
             }
         }
-        if !is_hex(&self.key_id, 16) {
+        if !is_hex16(&self.key_id) {
             out.push(format!(
                 "key_id {:?} is not 16 lowercase hex digits",
                 self.key_id
@@ -325,23 +329,24 @@ impl Manifest {
             }
         }
         canonical("sealed_at", &self.sealed_at, &mut out);
+        let range = self.range();
         for (name, ranges) in [("rejected", &self.rejected), ("absent", &self.absent)] {
             for r in ranges {
-                if r[0] > r[1] || r[0] < self.first_offset || r[1] > self.last_offset {
+                if !r.within(&range) {
                     out.push(format!(
-                        "{name} range {r:?} is reversed or outside [{}, {}]",
-                        self.first_offset, self.last_offset
+                        "{name} range [{}, {}] is reversed or outside [{}, {}]",
+                        r.first, r.last, range.first, range.last
                     ));
                 }
             }
-            if ranges.windows(2).any(|w| w[1][0] <= w[0][1]) {
+            if ranges.windows(2).any(|w| w[1].first <= w[0].last) {
                 out.push(format!("{name} ranges are not ascending and disjoint"));
             }
         }
-        let mut all: Vec<[i64; 2]> = self.rejected.iter().chain(&self.absent).copied().collect();
+        let mut all: Vec<OffsetRange> = self.rejected_and_absent().copied().collect();
         all.sort();
-        if let Some(w) = all.windows(2).find(|w| w[1][0] <= w[0][1]) {
-            out.push(format!("ranges {:?} and {:?} share offsets", w[0], w[1]));
+        if let Some(w) = all.windows(2).find(|w| w[1].first <= w[0].last) {
+            out.push(format!("ranges {} and {} share offsets", w[0], w[1]));
         }
         if self
             .tenants
@@ -366,9 +371,30 @@ impl Manifest {
     /// only name a reader takes the segment's rows from. `None` when the body's stream id is
     /// not a valid stream id.
     pub fn own_parquet_object(&self) -> Option<String> {
+        self.stream_id().ok().map(|s| self.own_parquet_name(&s))
+    }
+
+    /// The body's stream, if its id is a valid stream id.
+    pub fn stream_id(&self) -> Result<StreamId, EventError> {
         StreamId::new(self.stream.id.clone(), self.stream.partition)
-            .ok()
-            .map(|s| self.own_parquet_name(&s))
+    }
+
+    /// `[first_offset, last_offset]`.
+    pub fn range(&self) -> OffsetRange {
+        OffsetRange::new(self.first_offset, self.last_offset)
+    }
+
+    /// Does this body describe the stream and range that `name` says (FORMAT.md §8.3 step 5)?
+    /// The sealer checks it on resume, the verifier on every manifest.
+    pub fn matches(&self, name: &ObjectName) -> bool {
+        self.stream.id == name.stream.source
+            && self.stream.partition == name.stream.partition
+            && self.range() == name.range()
+    }
+
+    /// The rejected ranges, then the absent ones.
+    pub fn rejected_and_absent(&self) -> impl Iterator<Item = &OffsetRange> {
+        self.rejected.iter().chain(&self.absent)
     }
 
     fn own_parquet_name(&self, stream: &StreamId) -> String {
@@ -424,8 +450,8 @@ impl SignedManifest {
     }
 
     /// SHA-256 of the body: what the next manifest's `prev_manifest_sha256` must be.
-    pub fn chain_hash(&self) -> [u8; 32] {
-        Sha256::digest(&self.body).into()
+    pub fn chain_hash(&self) -> Digest {
+        Digest::from_bytes(&Sha256::digest(&self.body).into())
     }
 
     /// FORMAT.md §6.2: valid only when the line is well formed, names the body's `key_id`, a
@@ -468,20 +494,20 @@ pub(crate) mod tests {
             first_offset: 1,
             last_offset: 3,
             event_count: 2,
-            rejected: vec![[2, 2]],
+            rejected: vec![OffsetRange::one(2)],
             absent: vec![],
             min_occurred_at: Some("2026-11-26T00:00:00.000000Z".into()),
             max_occurred_at: Some("2026-11-26T00:00:01.000000Z".into()),
             tenants: vec!["acme".into()],
-            merkle_root: hex::encode([1u8; 32]),
+            merkle_root: Digest::from_bytes(&[1u8; 32]),
             parquet: ParquetRef {
                 object: "v1/streams/billing/0/00000000000000000001-00000000000000000003.parquet"
                     .into(),
-                sha256: hex::encode([2u8; 32]),
+                sha256: Digest::from_bytes(&[2u8; 32]),
                 size: 10,
                 version_id: None,
             },
-            prev_manifest_sha256: hex::encode(GENESIS),
+            prev_manifest_sha256: Digest::genesis(),
             schema_sha256: crate::schema_fingerprint(),
             key_id: String::new(),
             sealed_at: "2026-11-26T00:00:00.000000Z".into(),

@@ -9,6 +9,7 @@
 //! pure function of (stream, first, last): a retry after a crash writes the same names.
 
 use crate::event::StreamId;
+use crate::range::OffsetRange;
 
 pub const ROOT: &str = "v1/streams";
 
@@ -47,6 +48,17 @@ pub struct ObjectName {
     pub first: i64,
     pub last: i64,
     pub kind: ObjectKind,
+}
+
+impl ObjectName {
+    pub fn range(&self) -> OffsetRange {
+        OffsetRange::new(self.first, self.last)
+    }
+
+    /// The same segment's object of the other kind (its manifest, or its Parquet file).
+    pub fn sibling(&self, kind: ObjectKind) -> String {
+        object_name(&self.stream, self.first, self.last, kind)
+    }
 }
 
 /// Parses a name produced by [`object_name`]; anything else is `None`.

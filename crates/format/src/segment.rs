@@ -145,9 +145,6 @@ pub struct SegmentStats {
     pub min_occurred_at_us: Option<i64>,
     pub max_occurred_at_us: Option<i64>,
     pub tenants: Vec<String>,
-    /// Offsets of the sealed events, ascending.
-    pub first_event_offset: Option<i64>,
-    pub last_event_offset: Option<i64>,
 }
 
 /// Accumulates one segment's events (in offset order) as Arrow columns.
@@ -173,7 +170,6 @@ pub struct SegmentBuilder {
     tenants: BTreeSet<String>,
     min_ts: Option<i64>,
     max_ts: Option<i64>,
-    first_offset: Option<i64>,
     last_offset: Option<i64>,
     leaf_buf: Vec<u8>,
 }
@@ -203,7 +199,6 @@ impl SegmentBuilder {
             tenants: BTreeSet::new(),
             min_ts: None,
             max_ts: None,
-            first_offset: None,
             last_offset: None,
             leaf_buf: Vec::with_capacity(512),
         }
@@ -277,7 +272,6 @@ impl SegmentBuilder {
             self.max_ts
                 .map_or(e.occurred_at_us, |m| m.max(e.occurred_at_us)),
         );
-        self.first_offset.get_or_insert(offset);
         self.last_offset = Some(offset);
     }
 
@@ -321,8 +315,6 @@ impl SegmentBuilder {
             min_occurred_at_us: self.min_ts,
             max_occurred_at_us: self.max_ts,
             tenants: self.tenants.into_iter().collect(),
-            first_event_offset: self.first_offset,
-            last_event_offset: self.last_offset,
         };
         Ok((batch, stats))
     }

@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_format::OffsetRange;
 use cairn_format::SigningKey;
 use cairn_format::event::StreamId;
 use cairn_format::segment::PreparedEvent;
 use cairn_sealer::{SealError, SealedSegment, SegmentLimits, StreamSealer};
-use cairn_store::{Store, StoreOptions};
+use cairn_store::{StoreWriter, WriterOptions};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -45,10 +46,18 @@ pub enum IngestError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Schema(#[from] decode::SchemaError),
-    #[error("signing key: {0}")]
-    Key(#[from] cairn_format::KeyError),
+    #[error("signing key {path}: {message}")]
+    Key { path: String, message: String },
     #[error("store: {0}")]
     Store(#[from] cairn_store::StoreError),
+    /// Sealing failed in a way retrying cannot fix (a conflict, a chain this key does not
+    /// extend, a store misconfiguration): ingest stops rather than retrying forever.
+    #[error("sealing {stream} failed and retrying cannot help: {source}")]
+    Seal {
+        stream: String,
+        #[source]
+        source: SealError,
+    },
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     /// The final seal at shutdown failed. Nothing past the last manifest was committed, so the
@@ -152,7 +161,7 @@ enum Handover {
 
 struct Ctx {
     rt: tokio::runtime::Handle,
-    store: Arc<Store>,
+    store: Arc<StoreWriter>,
     key: SigningKey,
     limits: SegmentLimits,
     handover: Mutex<Vec<Handover>>,
@@ -394,12 +403,18 @@ impl Ingest {
             &self.cfg.schema_ids,
             self.cfg.max_message_bytes,
         )?;
-        let key = SigningKey::load(&self.cfg.key)?;
-        let store = Arc::new(self.rt.block_on(Store::open(
+        let key_path = self.cfg.key.display().to_string();
+        let key = std::fs::read_to_string(&self.cfg.key)
+            .map_err(|e| e.to_string())
+            .and_then(|text| SigningKey::parse(&text, &key_path).map_err(|e| e.to_string()))
+            .map_err(|message| IngestError::Key {
+                path: key_path.clone(),
+                message,
+            })?;
+        let store = Arc::new(self.rt.block_on(StoreWriter::open(
             &self.cfg.store,
-            &StoreOptions {
+            &WriterOptions {
                 retention_days: self.cfg.retention_days,
-                read_only: false,
             },
         ))?);
         let limits = SegmentLimits {
@@ -764,11 +779,7 @@ impl Ingest {
                     let m = &s.manifest.manifest;
                     summary.segments += 1;
                     summary.events += m.event_count;
-                    summary.dead_lettered += m
-                        .rejected
-                        .iter()
-                        .map(|r| (r[1] - r[0] + 1) as u64)
-                        .sum::<u64>();
+                    summary.dead_lettered += OffsetRange::total(&m.rejected);
                     self.metrics.segment_sealed(
                         &p.topic,
                         p.partition,
@@ -798,14 +809,11 @@ impl Ingest {
                 eprintln!(
                     "cairn ingest: sealing {topic}/{partition} failed: {e}; rewinding to its last manifest"
                 );
-                if matches!(
-                    e,
-                    SealError::Store(cairn_store::StoreError::Conflict { .. })
-                ) {
-                    return Err(IngestError::Store(match e {
-                        SealError::Store(s) => s,
-                        _ => unreachable!(),
-                    }));
+                if !e.is_transient() {
+                    return Err(IngestError::Seal {
+                        stream: format!("{topic}/{partition}"),
+                        source: e,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(500));
                 self.rewind(consumer, parts, i)
@@ -864,7 +872,7 @@ impl Ingest {
 mod tests {
     use super::*;
 
-    async fn partition(store: &Arc<Store>, n: i32) -> Partition {
+    async fn partition(store: &Arc<StoreWriter>, n: i32) -> Partition {
         let stream = StreamId::new("audit", n).unwrap();
         let sealer = StreamSealer::open(
             store.clone(),
@@ -890,7 +898,7 @@ mod tests {
     async fn rebalance_decisions_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(
-            Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
+            StoreWriter::open(dir.path().to_str().unwrap(), &WriterOptions::default())
                 .await
                 .unwrap(),
         );

@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_format::event::{AuditEvent, StreamId, format_micros};
-use cairn_format::manifest::{GENESIS, ParquetRef, StreamRef};
+use cairn_format::event::{StreamId, format_micros};
+use cairn_format::manifest::{ParquetRef, StreamRef};
 use cairn_format::names::{ObjectKind, object_name, parse_object_name, stream_dir};
 use cairn_format::segment::{
     PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet, scan_segment,
 };
+use cairn_format::{Digest, OffsetRange};
 use cairn_format::{Manifest, SignedManifest, SigningKey};
-use cairn_store::{Created, Store, StoreError};
-use sha2::{Digest, Sha256};
+use cairn_store::{Created, StoreError, StoreWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -46,13 +46,25 @@ pub enum SealError {
         got: i64,
     },
     #[error(
-        "cannot resume stream {stream}: newest manifest {object} {message}; run `cairn verify` on this store"
+        "cannot resume stream {stream}: its newest manifest {object} {message}; the store needs investigation before anything more is sealed into this stream"
     )]
     ChainHead {
         stream: String,
         object: String,
         message: String,
     },
+}
+
+impl SealError {
+    /// Can sealing succeed if retried later (after rewinding to the last manifest)? Only when
+    /// the store was unavailable; a conflict, a chain this key does not extend, an encoding or
+    /// ordering error stays.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SealError::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 /// When to cut a segment. A segment is cut as soon as any limit is reached.
@@ -92,39 +104,30 @@ struct Pending {
     first: i64,
     last: i64,
     builder: SegmentBuilder,
-    rejected: Vec<[i64; 2]>,
-    absent: Vec<[i64; 2]>,
+    rejected: Vec<OffsetRange>,
+    absent: Vec<OffsetRange>,
     input_bytes: u64,
     opened: Instant,
-}
-
-/// Appends `first..=last` to ascending inclusive `ranges`, merging with the last range when
-/// adjacent (manifests list merged ranges).
-fn extend_ranges(ranges: &mut Vec<[i64; 2]>, first: i64, last: i64) {
-    match ranges.last_mut() {
-        Some(r) if r[1] + 1 == first => r[1] = last,
-        _ => ranges.push([first, last]),
-    }
 }
 
 /// A cut segment whose Parquet encoding has finished, ready to be written.
 struct Encoded {
     first: i64,
     last: i64,
-    rejected: Vec<[i64; 2]>,
-    absent: Vec<[i64; 2]>,
+    rejected: Vec<OffsetRange>,
+    absent: Vec<OffsetRange>,
     stats: SegmentStats,
     parquet: Vec<u8>,
     opened: Instant,
 }
 
 pub struct StreamSealer {
-    store: Arc<Store>,
+    store: Arc<StoreWriter>,
     key: SigningKey,
     stream: StreamId,
     limits: SegmentLimits,
     next_seq: u64,
-    prev_hash: [u8; 32],
+    prev_hash: Digest,
     /// The next offset this stream expects; `None` until the first offset of a new stream.
     next_offset: Option<i64>,
     /// Last offset of a Parquet object left without a manifest by a crash: the segment
@@ -139,7 +142,7 @@ pub struct StreamSealer {
 impl StreamSealer {
     /// Opens `stream` in `store`, resuming after its newest manifest.
     pub async fn open(
-        store: Arc<Store>,
+        store: Arc<StoreWriter>,
         key: SigningKey,
         stream: StreamId,
         limits: SegmentLimits,
@@ -160,7 +163,7 @@ impl StreamSealer {
             stream: stream.clone(),
             limits,
             next_seq: 0,
-            prev_hash: GENESIS,
+            prev_hash: Digest::genesis(),
             next_offset: None,
             forced_last: None,
             pending: None,
@@ -174,17 +177,13 @@ impl StreamSealer {
             };
             let bytes = sealer.store.get(object, None).await?;
             let sm = SignedManifest::parse(&bytes).map_err(|e| head_err(e.to_string()))?;
-            if sm.check_signature(&[sealer.key.public()])
-                != cairn_format::manifest::SignatureCheck::Valid
-            {
-                return Err(head_err("is not signed by this signing key".to_string()));
+            if let Err(e) = sm.verify_signature(&[sealer.key.public()]) {
+                return Err(head_err(format!(
+                    "is not validly signed by this signing key ({e})"
+                )));
             }
             let m = &sm.manifest;
-            if m.stream.id != stream.source
-                || m.stream.partition != stream.partition
-                || m.first_offset != n.first
-                || m.last_offset != n.last
-            {
+            if !m.matches(n) {
                 return Err(head_err("does not describe the range its name says".into()));
             }
             sealer.next_seq = m.seq + 1;
@@ -244,7 +243,10 @@ impl StreamSealer {
         Ok(pending)
     }
 
-    /// Adds an event prepared (validated, leaf-hashed) on another thread.
+    /// Adds an event prepared (validated, leaf-hashed, possibly on another thread) at its
+    /// offset, with `input_len` raw bytes. Returns a segment whose manifest was written by this
+    /// call, if any (segments are encoded in the background and written in order, so this may
+    /// be the segment before the one this offset completed).
     pub async fn push_prepared(
         &mut self,
         event: &PreparedEvent,
@@ -257,26 +259,6 @@ impl StreamSealer {
         self.after_push(offset).await
     }
 
-    /// Adds a valid event at `offset` (`input_len` raw bytes). Returns a segment whose
-    /// manifest was written by this call, if any (segments are encoded in the background and
-    /// written in order, so this may be the segment before the one this offset completed).
-    pub async fn push_event(
-        &mut self,
-        offset: i64,
-        event: &AuditEvent,
-        input_len: usize,
-    ) -> Result<Option<SealedSegment>, SealError> {
-        let p = self.begin(offset)?;
-        p.builder
-            .push(offset, event)
-            .map_err(|e| SealError::Event {
-                offset,
-                message: e.to_string(),
-            })?;
-        p.input_bytes += input_len as u64;
-        self.after_push(offset).await
-    }
-
     /// Records that the input at `offset` was rejected (it is kept elsewhere: a rejects file,
     /// a dead-letter topic); the manifest lists it so continuity stays exact.
     pub async fn push_rejected(
@@ -285,7 +267,7 @@ impl StreamSealer {
         input_len: usize,
     ) -> Result<Option<SealedSegment>, SealError> {
         let p = self.begin(offset)?;
-        extend_ranges(&mut p.rejected, offset, offset);
+        OffsetRange::push_merged(&mut p.rejected, OffsetRange::one(offset));
         p.input_bytes += input_len as u64;
         self.after_push(offset).await
     }
@@ -310,7 +292,7 @@ impl StreamSealer {
         }
         let p = self.begin(first)?;
         p.last = last;
-        extend_ranges(&mut p.absent, first, last);
+        OffsetRange::push_merged(&mut p.absent, OffsetRange::new(first, last));
         self.next_offset = Some(last + 1);
         self.after_push(last).await
     }
@@ -396,7 +378,7 @@ impl StreamSealer {
             parquet,
             opened,
         } = enc;
-        let sha = hex::encode(Sha256::digest(&parquet));
+        let sha = Digest::of(&parquet);
         let size = parquet.len() as u64;
         let parquet_object = object_name(&self.stream, first, last, ObjectKind::Parquet);
         let manifest_object = object_name(&self.stream, first, last, ObjectKind::Manifest);
@@ -417,7 +399,7 @@ impl StreamSealer {
                     version_id,
                     already_existed: true,
                 };
-                let sha = hex::encode(Sha256::digest(&existing));
+                let sha = Digest::of(&existing);
                 (sha, existing.len() as u64, created)
             }
             Err(e) => return Err(e.into()),
@@ -447,14 +429,14 @@ impl StreamSealer {
             min_occurred_at: bound(stats.min_occurred_at_us)?,
             max_occurred_at: bound(stats.max_occurred_at_us)?,
             tenants: stats.tenants,
-            merkle_root: hex::encode(stats.merkle_root),
+            merkle_root: Digest::from_bytes(&stats.merkle_root),
             parquet: ParquetRef {
                 object: parquet_object.clone(),
                 sha256: sha,
                 size,
                 version_id: created.version_id.clone(),
             },
-            prev_manifest_sha256: hex::encode(self.prev_hash),
+            prev_manifest_sha256: self.prev_hash.clone(),
             schema_sha256: cairn_format::schema_fingerprint(),
             key_id: String::new(),
             sealed_at: format_micros(chrono::Utc::now().timestamp_micros())
@@ -491,7 +473,27 @@ fn same_events(file: Bytes, stats: &SegmentStats) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_store::StoreOptions;
+    use cairn_format::AuditEvent;
+    use cairn_store::WriterOptions;
+
+    async fn writer(dir: &tempfile::TempDir) -> Arc<StoreWriter> {
+        Arc::new(
+            StoreWriter::open(dir.path().to_str().unwrap(), &WriterOptions::default())
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// `event(offset)` prepared for `s`'s stream at `offset`.
+    fn prepared(s: &StreamSealer, offset: i64) -> PreparedEvent {
+        PreparedEvent::new(
+            &Arc::new(s.stream.clone()),
+            offset,
+            event(offset),
+            &mut Vec::new(),
+        )
+        .unwrap()
+    }
 
     fn event(i: i64) -> AuditEvent {
         let json = format!(
@@ -504,11 +506,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn cuts_chains_and_resumes_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
-                .await
-                .unwrap(),
-        );
+        let store = writer(&dir).await;
         let key = SigningKey::from_seed([1; 32]);
         let stream = StreamId::new("app", 0).unwrap();
         let limits = SegmentLimits {
@@ -524,12 +522,12 @@ mod tests {
             let r = if off == 3 {
                 s.push_rejected(off, 10).await.unwrap()
             } else {
-                s.push_event(off, &event(off), 10).await.unwrap()
+                s.push_prepared(&prepared(&s, off), 10).await.unwrap()
             };
             sealed.extend(r);
         }
         assert!(matches!(
-            s.push_event(12, &event(12), 1).await,
+            s.push_prepared(&prepared(&s, 12), 1).await,
             Err(SealError::OffsetOrder { expected: 11, .. })
         ));
         sealed.extend(s.flush().await.unwrap());
@@ -543,11 +541,14 @@ mod tests {
             })
             .collect();
         assert_eq!(ranges, [(1, 5), (6, 9), (10, 10)]);
-        assert_eq!(sealed[0].manifest.manifest.rejected, vec![[3, 3]]);
+        assert_eq!(
+            sealed[0].manifest.manifest.rejected,
+            vec![OffsetRange::one(3)]
+        );
         assert_eq!(sealed[0].manifest.manifest.event_count, 4);
         assert_eq!(
             sealed[1].manifest.manifest.prev_manifest_sha256,
-            hex::encode(sealed[0].manifest.chain_hash())
+            sealed[0].manifest.chain_hash()
         );
         let s2 = StreamSealer::open(store.clone(), key, stream, limits)
             .await
@@ -560,11 +561,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_quiet_stream_is_sealed_by_age() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            Store::open(dir.path().to_str().unwrap(), &StoreOptions::default())
-                .await
-                .unwrap(),
-        );
+        let store = writer(&dir).await;
         let limits = SegmentLimits {
             max_events: 1000,
             max_bytes: u64::MAX,
@@ -578,7 +575,12 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(s.push_event(0, &event(0), 10).await.unwrap().is_none());
+        assert!(
+            s.push_prepared(&prepared(&s, 0), 10)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(s.tick().await.unwrap().is_empty(), "too young to seal");
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(

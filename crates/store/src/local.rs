@@ -13,6 +13,7 @@
 //! root itself, as the user names it, may be a link: it is resolved once at open.
 
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::{Created, EntryKind, ObjectInfo, StoreError};
+use crate::{BackendKind, Created, EntryKind, ObjectInfo, StoreError};
 
 #[derive(Clone)]
 pub struct LocalStore {
@@ -28,11 +29,17 @@ pub struct LocalStore {
 }
 
 fn io_err(op: &'static str, object: &str, root: &std::path::Path, e: std::io::Error) -> StoreError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => BackendKind::Unauthorized,
+        std::io::ErrorKind::NotFound => BackendKind::Misconfigured,
+        _ => BackendKind::Io,
+    };
     StoreError::Backend {
         op,
         object: object.to_string(),
         store: root.display().to_string(),
-        message: e.to_string(),
+        kind,
+        source: Box::new(e),
     }
 }
 
@@ -92,12 +99,8 @@ impl LocalStore {
         let given = PathBuf::from(dir);
         if read_only {
             if !given.is_dir() {
-                return Err(StoreError::Backend {
-                    op: "open",
-                    object: String::new(),
-                    store: given.display().to_string(),
-                    message: "no such directory".into(),
-                });
+                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
+                return Err(io_err("open", "", &given, e));
             }
         } else {
             std::fs::create_dir_all(&given).map_err(|e| io_err("open", "", &given, e))?;
@@ -149,7 +152,27 @@ impl LocalStore {
             let (dir, file) = split(&name);
             let read = || -> Result<Vec<u8>, PathError> {
                 let d = open_dir(&root, &dir, false)?;
-                read_regular(&d, file)
+                read_regular(&d, file, None)
+            };
+            read()
+                .map(Bytes::from)
+                .map_err(|e| this.path_err("read", &name, e))
+        })
+        .await
+        .expect("local read task panicked")
+    }
+
+    /// Reads the bytes `range` of `name` (cut at the end of the file).
+    pub async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        check_name(name)?;
+        let root = self.open_root()?;
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (dir, file) = split(&name);
+            let read = || -> Result<Vec<u8>, PathError> {
+                let d = open_dir(&root, &dir, false)?;
+                read_regular(&d, file, Some(range))
             };
             read()
                 .map(Bytes::from)
@@ -247,7 +270,7 @@ impl LocalStore {
         file: &str,
         bytes: &[u8],
     ) -> Result<Option<Result<Created, StoreError>>, StoreError> {
-        match read_regular(dir, file) {
+        match read_regular(dir, file, None) {
             Ok(existing) if existing == bytes => Ok(Some(Ok(Created {
                 version_id: None,
                 already_existed: true,
@@ -288,9 +311,13 @@ fn open_dir(root: &OwnedFd, parts: &[&str], create: bool) -> Result<OwnedFd, Pat
     Ok(cur)
 }
 
-/// Reads `file` in `dir` if it is a regular file; a link is not followed, and a FIFO is not
-/// waited on (`O_NONBLOCK`, then checked before reading).
-fn read_regular(dir: &OwnedFd, file: &str) -> Result<Vec<u8>, PathError> {
+/// Reads `file` in `dir` (all of it, or `range`) if it is a regular file; a link is not
+/// followed, and a FIFO is not waited on (`O_NONBLOCK`, then checked before reading).
+fn read_regular(
+    dir: &OwnedFd,
+    file: &str,
+    range: Option<Range<u64>>,
+) -> Result<Vec<u8>, PathError> {
     let fd = rustix::fs::openat(
         dir,
         file,
@@ -305,10 +332,16 @@ fn read_regular(dir: &OwnedFd, file: &str) -> Result<Vec<u8>, PathError> {
     if t != FileType::RegularFile {
         return Err(PathError::NotRegular(kind_name(t).into()));
     }
-    let mut out = Vec::with_capacity(st.st_size as usize);
-    std::fs::File::from(fd)
-        .read_to_end(&mut out)
-        .map_err(PathError::Io)?;
+    let size = st.st_size as u64;
+    let mut f = std::fs::File::from(fd);
+    let Some(range) = range else {
+        let mut out = Vec::with_capacity(size as usize);
+        f.read_to_end(&mut out).map_err(PathError::Io)?;
+        return Ok(out);
+    };
+    let end = range.end.min(size);
+    let mut out = vec![0; end.saturating_sub(range.start) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut out, range.start).map_err(PathError::Io)?;
     Ok(out)
 }
 

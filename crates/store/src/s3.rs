@@ -5,6 +5,7 @@
 //! configuration, per-object retention, reading an object version's lock, listing versions —
 //! are plain S3 REST requests signed with object_store's own SigV4 [`AwsAuthorizer`].
 
+use std::ops::Range;
 use std::time::Duration;
 
 use base64::Engine;
@@ -14,9 +15,10 @@ use http::{HeaderName, HeaderValue, Method};
 use md5::Digest;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore};
+use serde::Deserialize;
 
-use crate::{Created, ObjectInfo, ObjectVersion, StoreError, StoreOptions};
+use crate::{BackendKind, BoxError, Created, ObjectInfo, ObjectVersion, StoreError};
 
 pub struct S3Store {
     os: AmazonS3,
@@ -34,9 +36,58 @@ fn safe_key(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
 }
 
+/// A failed request of our own, classified for retrying.
+type Failed = (BackendKind, BoxError);
+
+/// How an HTTP status from S3 bears on retrying.
+fn status_kind(status: reqwest::StatusCode) -> BackendKind {
+    match status.as_u16() {
+        401 | 403 => BackendKind::Unauthorized,
+        408 => BackendKind::Timeout,
+        429 | 500..=599 => BackendKind::Unavailable,
+        _ => BackendKind::Misconfigured, // NoSuchBucket, a malformed request
+    }
+}
+
+fn reqwest_failed(e: reqwest::Error) -> Failed {
+    let kind = if e.is_timeout() {
+        BackendKind::Timeout
+    } else {
+        BackendKind::Unavailable
+    };
+    (kind, Box::new(e))
+}
+
+/// An S3 `<Error>` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A non-success response: its status and what S3 said.
+fn http_failed(status: reqwest::StatusCode, text: &str) -> Failed {
+    let body: S3ErrorBody = quick_xml::de::from_str(text).unwrap_or_default();
+    let what = if body.code.is_empty() && body.message.is_empty() {
+        text.chars().take(200).collect()
+    } else {
+        format!("{} {}", body.code, body.message)
+    };
+    (status_kind(status), format!("HTTP {status}: {what}").into())
+}
+
 impl S3Store {
-    /// `rest` is what follows `s3://`: `bucket[/prefix]`.
-    pub async fn open(rest: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+    /// `rest` is what follows `s3://`: `bucket[/prefix]`. A writer (`check_lock`) needs Object
+    /// Lock with COMPLIANCE retention: the bucket's default, unless `retention_days` sets one
+    /// per object.
+    pub async fn open(
+        rest: &str,
+        retention_days: Option<u32>,
+        check_lock: bool,
+    ) -> Result<Self, StoreError> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let prefix = prefix.trim_matches('/');
         if bucket.is_empty() || !safe_key(bucket) || !safe_key(prefix) {
@@ -51,7 +102,8 @@ impl S3Store {
             op: "configure",
             object: String::new(),
             store: format!("s3://{bucket}"),
-            message: e.to_string(),
+            kind: BackendKind::Misconfigured,
+            source: Box::new(e),
         })?;
         let bucket_url = match endpoint {
             Some(ep) => format!("{}/{bucket}", ep.trim_end_matches('/')),
@@ -72,9 +124,9 @@ impl S3Store {
             region,
             bucket_url,
             http,
-            retention_days: opts.retention_days,
+            retention_days,
         };
-        if !opts.read_only {
+        if check_lock {
             store.check_object_lock().await?;
         }
         Ok(store)
@@ -88,13 +140,33 @@ impl S3Store {
         format!("{}{name}", self.prefix)
     }
 
-    fn backend(&self, op: &'static str, object: &str, message: impl ToString) -> StoreError {
+    fn backend(&self, op: &'static str, object: &str, (kind, source): Failed) -> StoreError {
         StoreError::Backend {
             op,
             object: object.to_string(),
             store: self.describe(),
-            message: message.to_string(),
+            kind,
+            source,
         }
+    }
+
+    /// An object_store error, classified.
+    fn os_err(&self, op: &'static str, object: &str, e: object_store::Error) -> StoreError {
+        use object_store::Error as E;
+        let kind = match &e {
+            E::NotFound { .. } => {
+                return StoreError::NotFound {
+                    object: object.to_string(),
+                };
+            }
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => BackendKind::Unauthorized,
+            E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::UnknownConfigurationKey { .. } => BackendKind::Misconfigured,
+            _ => BackendKind::Unavailable,
+        };
+        self.backend(op, object, (kind, Box::new(e)))
     }
 
     async fn signed(
@@ -103,22 +175,23 @@ impl S3Store {
         url: &str,
         headers: &[(&'static str, String)],
         body: Bytes,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, Failed> {
         let cred = self
             .os
             .credentials()
             .get_credential()
             .await
-            .map_err(|e| format!("credentials: {e}"))?;
+            .map_err(|e| (BackendKind::Unauthorized, Box::new(e) as BoxError))?;
+        let misconfigured = |e: BoxError| (BackendKind::Misconfigured, e);
         let mut req: object_store::client::HttpRequest = http::Request::builder()
             .method(method.clone())
             .uri(url)
             .body(body.clone().into())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| misconfigured(Box::new(e)))?;
         for (k, v) in headers {
             req.headers_mut().insert(
                 HeaderName::from_static(k),
-                HeaderValue::from_str(v).map_err(|e| e.to_string())?,
+                HeaderValue::from_str(v).map_err(|e| misconfigured(Box::new(e)))?,
             );
         }
         AwsAuthorizer::new(&cred, "s3", &self.region).authorize(&mut req, None);
@@ -128,40 +201,49 @@ impl S3Store {
                 rb = rb.header(k, v);
             }
         }
-        rb.send().await.map_err(|e| e.to_string())
+        rb.send().await.map_err(reqwest_failed)
+    }
+
+    /// A signed request whose response must be a success; returns the response's body.
+    async fn request_text(
+        &self,
+        method: Method,
+        url: &str,
+    ) -> Result<(reqwest::StatusCode, String), Failed> {
+        let resp = self.signed(method, url, &[], Bytes::new()).await?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(reqwest_failed)?;
+        Ok((status, text))
     }
 
     async fn check_object_lock(&self) -> Result<(), StoreError> {
+        let op = "read object lock configuration of";
         let url = format!("{}?object-lock", self.bucket_url);
-        let resp = self
-            .signed(Method::GET, &url, &[], Bytes::new())
+        let (status, text) = self
+            .request_text(Method::GET, &url)
             .await
-            .map_err(|e| self.backend("read object lock configuration of", "", e))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+            .map_err(|f| self.backend(op, "", f))?;
         if text.contains("ObjectLockConfigurationNotFound") {
             return Err(StoreError::ObjectLockDisabled {
                 bucket: self.bucket.clone(),
             });
         }
         if !status.is_success() {
-            return Err(self.backend(
-                "read object lock configuration of",
-                "",
-                format!(
-                    "HTTP {status}: {}",
-                    xml_tag(&text, "Message").unwrap_or(&text)
-                ),
-            ));
+            return Err(self.backend(op, "", http_failed(status, &text)));
         }
-        if xml_tag(&text, "ObjectLockEnabled") != Some("Enabled") {
+        let config: ObjectLockConfiguration = quick_xml::de::from_str(&text)
+            .map_err(|e| self.backend(op, "", (BackendKind::Unavailable, Box::new(e))))?;
+        if config.object_lock_enabled.as_deref() != Some("Enabled") {
             return Err(StoreError::ObjectLockDisabled {
                 bucket: self.bucket.clone(),
             });
         }
         if self.retention_days.is_none() {
-            let mode = xml_tag(&text, "Mode");
-            if mode != Some("COMPLIANCE") {
+            let mode = config
+                .rule
+                .and_then(|r| r.default_retention)
+                .and_then(|d| d.mode);
+            if mode.as_deref() != Some("COMPLIANCE") {
                 let found = match mode {
                     None => "it has none".to_string(),
                     Some(m) => format!("its default mode is {m}"),
@@ -194,7 +276,7 @@ impl S3Store {
         let resp = self
             .signed(Method::PUT, &url, &headers, bytes.clone())
             .await
-            .map_err(|e| self.backend("create", name, e))?;
+            .map_err(|f| self.backend("create", name, f))?;
         let status = resp.status();
         if status == reqwest::StatusCode::PRECONDITION_FAILED
             || status == reqwest::StatusCode::CONFLICT
@@ -203,12 +285,12 @@ impl S3Store {
                 .os
                 .get_opts(&Path::from(key.as_str()), GetOptions::default())
                 .await
-                .map_err(|e| self.backend("read existing", name, e))?;
+                .map_err(|e| self.os_err("read existing", name, e))?;
             let version = existing.meta.version.clone();
             let existing = existing
                 .bytes()
                 .await
-                .map_err(|e| self.backend("read existing", name, e))?;
+                .map_err(|e| self.os_err("read existing", name, e))?;
             if existing != bytes {
                 return Err(StoreError::Conflict {
                     object: name.to_string(),
@@ -221,9 +303,7 @@ impl S3Store {
         }
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let code = xml_tag(&text, "Code").unwrap_or("");
-            let msg = xml_tag(&text, "Message").unwrap_or(&text);
-            return Err(self.backend("create", name, format!("HTTP {status} {code}: {msg}")));
+            return Err(self.backend("create", name, http_failed(status, &text)));
         }
         let version = resp
             .headers()
@@ -267,9 +347,9 @@ impl S3Store {
         let resp = self
             .signed(Method::HEAD, &url, &[], Bytes::new())
             .await
-            .map_err(|e| self.backend("read lock of", name, e))?;
+            .map_err(|f| self.backend("read lock of", name, f))?;
         if !resp.status().is_success() {
-            return Err(self.backend("read lock of", name, format!("HTTP {}", resp.status())));
+            return Err(self.backend("read lock of", name, http_failed(resp.status(), "")));
         }
         let h = resp.headers();
         let mode = h
@@ -292,22 +372,24 @@ impl S3Store {
         }
     }
 
-    pub async fn get(&self, name: &str, version: Option<&str>) -> Result<Bytes, StoreError> {
+    /// Reads `name` (all of it, or `range`), at `version` when given.
+    pub async fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, StoreError> {
         let opts = GetOptions {
             version: version.map(str::to_string),
+            range: range.map(GetRange::Bounded),
             ..Default::default()
         };
         let res = self
             .os
             .get_opts(&Path::from(self.key(name)), opts)
             .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => StoreError::NotFound {
-                    object: name.to_string(),
-                },
-                e => self.backend("read", name, e),
-            })?;
-        res.bytes().await.map_err(|e| self.backend("read", name, e))
+            .map_err(|e| self.os_err("read", name, e))?;
+        res.bytes().await.map_err(|e| self.os_err("read", name, e))
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
@@ -318,7 +400,7 @@ impl S3Store {
             .list(Some(&list_prefix))
             .try_collect()
             .await
-            .map_err(|e| self.backend("list", prefix, e))?;
+            .map_err(|e| self.os_err("list", prefix, e))?;
         let mut out: Vec<ObjectInfo> = metas
             .into_iter()
             .filter_map(|m| {
@@ -338,6 +420,7 @@ impl S3Store {
     /// ListObjectVersions under `prefix`: every version and delete marker, oldest first per
     /// name, names ascending.
     pub async fn versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        let op = "list versions of";
         let full = self.key(prefix);
         let mut out = Vec::new();
         let mut marker: Option<(String, String)> = None;
@@ -350,55 +433,43 @@ impl S3Store {
                     percent(v)
                 ));
             }
-            let resp = self
-                .signed(Method::GET, &url, &[], Bytes::new())
+            let (status, text) = self
+                .request_text(Method::GET, &url)
                 .await
-                .map_err(|e| self.backend("list versions of", prefix, e))?;
-            let status = resp.status();
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| self.backend("list versions of", prefix, e))?;
+                .map_err(|f| self.backend(op, prefix, f))?;
             if !status.is_success() {
-                return Err(self.backend(
-                    "list versions of",
-                    prefix,
-                    format!("HTTP {status}: {text}"),
-                ));
+                return Err(self.backend(op, prefix, http_failed(status, &text)));
             }
-            let mut page: Vec<ObjectVersion> = Vec::new();
-            for (tag, delete_marker) in [("Version", false), ("DeleteMarker", true)] {
-                for block in xml_blocks(&text, tag) {
-                    let key = unescape(xml_tag(block, "Key").unwrap_or_default());
-                    let Some(name) = key.strip_prefix(&self.prefix) else {
-                        continue;
-                    };
-                    page.push(ObjectVersion {
-                        name: name.to_string(),
-                        version_id: unescape(xml_tag(block, "VersionId").unwrap_or_default()),
-                        is_latest: xml_tag(block, "IsLatest") == Some("true"),
-                        delete_marker,
-                        last_modified: xml_tag(block, "LastModified").unwrap_or_default().into(),
-                        size: xml_tag(block, "Size")
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(0),
-                    });
-                }
+            let page: ListVersionsResult = quick_xml::de::from_str(&text)
+                .map_err(|e| self.backend(op, prefix, (BackendKind::Unavailable, Box::new(e))))?;
+            let entries = page
+                .version
+                .into_iter()
+                .map(|v| (v, false))
+                .chain(page.delete_marker.into_iter().map(|v| (v, true)));
+            for (v, delete_marker) in entries {
+                let Some(name) = v.key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                out.push(ObjectVersion {
+                    name: name.to_string(),
+                    version_id: v.version_id,
+                    delete_marker,
+                    last_modified: v.last_modified,
+                    size: v.size,
+                });
             }
-            out.extend(page);
-            if xml_tag(&text, "IsTruncated") == Some("true") {
-                let k = xml_tag(&text, "NextKeyMarker").map(unescape);
-                let v = xml_tag(&text, "NextVersionIdMarker").map(unescape);
-                match (k, v) {
-                    (Some(k), Some(v)) => marker = Some((k, v)),
-                    _ => break,
-                }
-            } else {
-                break;
+            match (
+                page.is_truncated,
+                page.next_key_marker,
+                page.next_version_id_marker,
+            ) {
+                (true, Some(k), Some(v)) => marker = Some((k, v)),
+                _ => break,
             }
         }
-        // S3 lists each key's versions newest first; within a key, order by last-modified
-        // (stable, so equal timestamps keep S3's order reversed).
+        // Oldest first per name. S3 lists each key's versions newest first; the sort is stable,
+        // so reversing first keeps versions with equal timestamps oldest first.
         out.reverse();
         out.sort_by(|a, b| {
             a.name
@@ -421,36 +492,49 @@ fn percent(s: &str) -> String {
     out
 }
 
-/// Text of the first `<tag>…</tag>` in `xml`.
-fn xml_tag<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    Some(&xml[start..end])
+/// `GET ?object-lock`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ObjectLockConfiguration {
+    object_lock_enabled: Option<String>,
+    rule: Option<LockRule>,
 }
 
-/// Bodies of every `<tag>…</tag>` element in `xml`.
-fn xml_blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let body = &rest[i + open.len()..];
-        let Some(j) = body.find(&close) else { break };
-        out.push(&body[..j]);
-        rest = &body[j + close.len()..];
-    }
-    out
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct LockRule {
+    default_retention: Option<DefaultRetention>,
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DefaultRetention {
+    mode: Option<String>,
+}
+
+/// `GET ?versions`: `Version` and `DeleteMarker` elements interleaved in key order.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListVersionsResult {
+    #[serde(default)]
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_version_id_marker: Option<String>,
+    #[serde(default)]
+    version: Vec<VersionEntry>,
+    #[serde(default)]
+    delete_marker: Vec<VersionEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VersionEntry {
+    key: String,
+    version_id: String,
+    #[serde(default)]
+    last_modified: String,
+    #[serde(default)]
+    size: u64,
 }
 
 #[cfg(test)]
@@ -458,12 +542,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn xml_helpers_find_tags_and_blocks() {
-        let x = "<R><Version><Key>a&amp;b</Key></Version><Version><Key>c</Key></Version><IsTruncated>false</IsTruncated></R>";
-        let blocks = xml_blocks(x, "Version");
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(unescape(xml_tag(blocks[0], "Key").unwrap()), "a&b");
-        assert_eq!(xml_tag(x, "IsTruncated"), Some("false"));
+    fn s3_xml_is_parsed_with_escapes_and_interleaved_markers() {
+        let x = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>b</Name><IsTruncated>true</IsTruncated>
+  <NextKeyMarker>k&amp;2</NextKeyMarker><NextVersionIdMarker>v9</NextVersionIdMarker>
+  <Version><Key>a&amp;b</Key><VersionId>1</VersionId><IsLatest>false</IsLatest>
+    <LastModified>2026-01-01T00:00:00.000Z</LastModified><Size>3</Size></Version>
+  <DeleteMarker><Key>a&amp;b</Key><VersionId>2</VersionId><IsLatest>true</IsLatest>
+    <LastModified>2026-01-02T00:00:00.000Z</LastModified></DeleteMarker>
+  <Version><Key>c</Key><VersionId>3</VersionId><Size>4</Size>
+    <LastModified>2026-01-01T00:00:00.000Z</LastModified></Version>
+</ListVersionsResult>"#;
+        let page: ListVersionsResult = quick_xml::de::from_str(x).unwrap();
+        assert!(page.is_truncated);
+        assert_eq!(page.next_key_marker.as_deref(), Some("k&2"));
+        let keys: Vec<&str> = page.version.iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(keys, ["a&b", "c"]);
+        assert_eq!(page.delete_marker[0].version_id, "2");
+        let lock: ObjectLockConfiguration = quick_xml::de::from_str(
+            "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>COMPLIANCE</Mode><Days>1</Days></DefaultRetention></Rule></ObjectLockConfiguration>",
+        )
+        .unwrap();
+        assert_eq!(lock.object_lock_enabled.as_deref(), Some("Enabled"));
+        assert_eq!(
+            lock.rule
+                .unwrap()
+                .default_retention
+                .unwrap()
+                .mode
+                .as_deref(),
+            Some("COMPLIANCE")
+        );
+        let (kind, e) = http_failed(
+            reqwest::StatusCode::NOT_FOUND,
+            "<Error><Code>NoSuchBucket</Code><Message>gone</Message></Error>",
+        );
+        assert_eq!(kind, BackendKind::Misconfigured);
+        assert_eq!(e.to_string(), "HTTP 404 Not Found: NoSuchBucket gone");
         assert_eq!(percent("a/b c"), "a%2Fb%20c");
     }
 }

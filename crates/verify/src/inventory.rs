@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_format::names::{ObjectKind, ObjectName, parse_object_name};
-use cairn_store::{EntryKind, ObjectVersion, Store};
+use cairn_store::{EntryKind, ObjectVersion, StoreReader};
 
 use crate::VerifyError;
 use crate::report::{Finding, FindingKind};
@@ -19,7 +19,7 @@ pub(crate) struct Inventory {
 }
 
 /// Lists the whole store (not only `v1/streams/`) and classifies every entry.
-pub(crate) async fn take(store: &Store) -> Result<Inventory, VerifyError> {
+pub(crate) async fn take(store: &StoreReader) -> Result<Inventory, VerifyError> {
     let mut inv = Inventory {
         objects: BTreeMap::new(),
         non_regular: BTreeSet::new(),

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_format::{PublicKey, StreamId};
-use cairn_store::{Store, StoreError};
+use cairn_store::{StoreError, StoreReader};
 use futures::StreamExt;
 
 pub use report::{Finding, FindingKind, LIMITATIONS, Report, Severity, StreamSummary};
@@ -56,7 +56,7 @@ impl Default for VerifyOptions<'_> {
 
 /// Verifies the whole store against `keys`.
 pub async fn verify_store(
-    store: &Store,
+    store: &StoreReader,
     keys: &[PublicKey],
     opts: &VerifyOptions<'_>,
 ) -> Result<Report, VerifyError> {

@@ -7,9 +7,8 @@ use cairn_format::manifest::{ManifestError, ManifestLines, SignatureCheck, Signa
 use cairn_format::merkle::MerkleBuilder;
 use cairn_format::names::ObjectName;
 use cairn_format::segment::scan_segment;
-use cairn_format::{Manifest, PublicKey, SignedManifest, StreamId};
-use cairn_store::{Store, StoreError};
-use sha2::{Digest, Sha256};
+use cairn_format::{Digest, Manifest, OffsetRange, PublicKey, SignedManifest, StreamId};
+use cairn_store::{StoreError, StoreReader};
 
 use crate::inventory::Inventory;
 use crate::report::{Finding, FindingKind};
@@ -100,7 +99,7 @@ impl ManifestCheck {
 
 /// Steps 1–8 of docs/FORMAT.md §8.3 for the manifest `object`.
 pub(crate) async fn check_manifest(
-    store: &Store,
+    store: &StoreReader,
     inv: &Inventory,
     keys: &[PublicKey],
     object: String,
@@ -156,7 +155,7 @@ pub(crate) async fn check_manifest(
     }
     let m = &sm.manifest;
     // 5. Name.
-    if !name_matches(m, &c.name) {
+    if !m.matches(&c.name) {
         let msg = format!(
             "the name says {} offsets {}..={} but the body says {}/{} offsets {}..={}",
             c.name.stream,
@@ -187,15 +186,8 @@ pub(crate) async fn check_manifest(
     c
 }
 
-fn name_matches(m: &Manifest, n: &ObjectName) -> bool {
-    m.stream.id == n.stream.source
-        && m.stream.partition == n.stream.partition
-        && m.first_offset == n.first
-        && m.last_offset == n.last
-}
-
 async fn check_file(
-    store: &Store,
+    store: &StoreReader,
     inv: &Inventory,
     c: &mut ManifestCheck,
     sm: &SignedManifest,
@@ -227,7 +219,7 @@ async fn check_file(
         }
     };
     c.bytes = file.len() as u64;
-    let sha = hex::encode(Sha256::digest(&file));
+    let sha = Digest::of(&file);
     if sha != m.parquet.sha256 || file.len() as u64 != m.parquet.size {
         let msg = format!(
             "SHA-256 {sha} ({} bytes) but manifest {} signs {} ({} bytes)",
@@ -252,13 +244,11 @@ async fn check_file(
 
 /// The offsets a segment's rows must have: its range minus the rejected and absent ranges,
 /// or `None` when the ranges break the rules (already reported as such).
-fn excluded_ranges(m: &Manifest) -> Option<Vec<[i64; 2]>> {
-    let mut all: Vec<[i64; 2]> = m.rejected.iter().chain(&m.absent).copied().collect();
+fn excluded_ranges(m: &Manifest) -> Option<Vec<OffsetRange>> {
+    let mut all: Vec<OffsetRange> = m.rejected_and_absent().copied().collect();
     all.sort();
-    let inside = all
-        .iter()
-        .all(|r| r[0] <= r[1] && r[0] >= m.first_offset && r[1] <= m.last_offset);
-    let disjoint = all.windows(2).all(|w| w[1][0] > w[0][1]);
+    let inside = all.iter().all(|r| r.within(&m.range()));
+    let disjoint = all.windows(2).all(|w| !w[1].overlaps(&w[0]));
     (inside && disjoint).then_some(all)
 }
 
@@ -288,8 +278,8 @@ fn check_rows(m: &Manifest, file: Bytes) -> (Vec<String>, u64) {
         }
         prev = Some(f.offset);
         if excluded.is_some() {
-            while let Some(r) = ex.next_if(|r| r[0] == expected) {
-                expected = r[1] + 1;
+            while let Some(r) = ex.next_if(|r| r.first == expected) {
+                expected = r.last + 1;
             }
             if f.offset != expected {
                 return Err(format!(
@@ -314,8 +304,8 @@ fn check_rows(m: &Manifest, file: Bytes) -> (Vec<String>, u64) {
     };
     let mut out = Vec::new();
     if excluded.is_some() {
-        while let Some(r) = ex.next_if(|r| r[0] == expected) {
-            expected = r[1] + 1;
+        while let Some(r) = ex.next_if(|r| r.first == expected) {
+            expected = r.last + 1;
         }
         if expected != m.last_offset + 1 {
             out.push(format!(
@@ -331,7 +321,7 @@ fn check_rows(m: &Manifest, file: Bytes) -> (Vec<String>, u64) {
             m.event_count
         ));
     }
-    let root = hex::encode(merkle.root());
+    let root = Digest::from_bytes(&merkle.root());
     if root != m.merkle_root {
         out.push(format!(
             "the Merkle root of the rows is {root} but the manifest signs {}",

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use cairn_format::StreamId;
-use cairn_format::manifest::{GENESIS, SignatureCheck};
+use cairn_format::manifest::SignatureCheck;
+use cairn_format::{Digest, OffsetRange};
 
 use crate::report::{Finding, FindingKind, StreamSummary};
 use crate::segment::{ManifestCheck, Parsed};
@@ -16,7 +17,7 @@ struct Entry<'a> {
     first: i64,
     last: i64,
     p: Option<&'a Parsed>,
-    chain_hash: String,
+    chain_hash: Option<Digest>,
 }
 
 impl Entry<'_> {
@@ -32,10 +33,6 @@ impl Entry<'_> {
     fn signature(&self) -> Option<SignatureCheck> {
         self.p.map(|p| p.signature)
     }
-}
-
-fn width(rs: &[[i64; 2]]) -> u64 {
-    rs.iter().map(|r| (r[1] - r[0] + 1).max(0) as u64).sum()
 }
 
 /// Checks one stream (the manifests whose names are in it) and returns its summary and
@@ -61,14 +58,14 @@ pub(crate) fn check_stream(
                 first: p.manifest.manifest.first_offset,
                 last: p.manifest.manifest.last_offset,
                 p: Some(p),
-                chain_hash: hex::encode(p.manifest.chain_hash()),
+                chain_hash: Some(p.manifest.chain_hash()),
             }),
             None if c.placeholder => Some(Entry {
                 object: &c.object,
                 first: c.name.first,
                 last: c.name.last,
                 p: None,
-                chain_hash: String::new(),
+                chain_hash: None,
             }),
             None => None,
         })
@@ -78,8 +75,8 @@ pub(crate) fn check_stream(
     summary.first_offset = walk.first().map(Entry::first);
     summary.last_offset = walk.iter().map(Entry::last).max();
     for p in walk.iter().filter_map(|e| e.p) {
-        summary.rejected_offsets += width(&p.manifest.manifest.rejected);
-        summary.absent_offsets += width(&p.manifest.manifest.absent);
+        summary.rejected_offsets += OffsetRange::total(&p.manifest.manifest.rejected);
+        summary.absent_offsets += OffsetRange::total(&p.manifest.manifest.absent);
     }
     let add = |findings: &mut Vec<Finding>, kind, object: &str, message: String| {
         findings.push(Finding::new(kind, Some(stream), object, message));
@@ -99,7 +96,9 @@ pub(crate) fn check_stream(
             m.p.and_then(|p| p.signature_problem.as_ref())
                 .map_or_else(String::new, |f| f.to_string());
         let links = |n: &&Entry<'_>| {
-            n.p.is_some_and(|p| p.manifest.manifest.prev_manifest_sha256 == m.chain_hash)
+            n.p.is_some_and(|p| {
+                Some(&p.manifest.manifest.prev_manifest_sha256) == m.chain_hash.as_ref()
+            })
         };
         if next.iter().any(links) || next.is_empty() {
             let how = if next.is_empty() {
@@ -139,7 +138,7 @@ pub(crate) fn check_stream(
     if let Some(p) = w0.p
         && !modified.contains_key(w0.object)
         && (p.manifest.manifest.seq != 0
-            || p.manifest.manifest.prev_manifest_sha256 != hex::encode(GENESIS))
+            || p.manifest.manifest.prev_manifest_sha256 != Digest::genesis())
     {
         let first = &p.manifest.manifest;
         add(
@@ -185,14 +184,15 @@ pub(crate) fn check_stream(
             && b.valid()
         {
             let (hm, bm) = (&hp.manifest.manifest, &bp.manifest.manifest);
-            if bm.prev_manifest_sha256 != holder.chain_hash {
+            let expected = hp.manifest.chain_hash();
+            if bm.prev_manifest_sha256 != expected {
                 add(
                     &mut findings,
                     FindingKind::BrokenChain,
                     b.object,
                     format!(
-                        "prev_manifest_sha256 {} does not match {} ({})",
-                        bm.prev_manifest_sha256, holder.object, holder.chain_hash
+                        "prev_manifest_sha256 {} does not match {} ({expected})",
+                        bm.prev_manifest_sha256, holder.object
                     ),
                 );
             } else if bm.seq != hm.seq.wrapping_add(1) {
@@ -227,7 +227,7 @@ mod tests {
         first: i64,
         last: i64,
         seq: u64,
-        prev: &str,
+        prev: &Digest,
         signature: SignatureCheck,
     ) -> ManifestCheck {
         let m = Manifest {
@@ -240,20 +240,20 @@ mod tests {
             first_offset: first,
             last_offset: last,
             event_count: 0,
-            rejected: vec![[first, last]],
+            rejected: vec![OffsetRange::new(first, last)],
             absent: vec![],
             min_occurred_at: None,
             max_occurred_at: None,
             tenants: vec![],
-            merkle_root: String::new(),
+            merkle_root: Digest::genesis(),
             parquet: ParquetRef {
                 object: object_name(&stream(), first, last, ObjectKind::Parquet),
-                sha256: String::new(),
+                sha256: Digest::genesis(),
                 size: 0,
                 version_id: None,
             },
-            prev_manifest_sha256: prev.to_string(),
-            schema_sha256: String::new(),
+            prev_manifest_sha256: prev.clone(),
+            schema_sha256: Digest::genesis(),
             key_id: String::new(),
             sealed_at: String::new(),
         };
@@ -287,12 +287,12 @@ mod tests {
         }
     }
 
-    fn hash(c: &ManifestCheck) -> String {
-        hex::encode(c.parsed.as_ref().unwrap().manifest.chain_hash())
+    fn hash(c: &ManifestCheck) -> Digest {
+        c.parsed.as_ref().unwrap().manifest.chain_hash()
     }
 
-    fn genesis() -> String {
-        hex::encode(GENESIS)
+    fn genesis() -> Digest {
+        Digest::genesis()
     }
 
     /// A chain of segments with the given ranges, each linked to the previous.
