@@ -166,6 +166,8 @@ impl Ingester {
             })
             .args(["--schema-dir", repo().join("schemas").to_str().unwrap()])
             .args(["--segment-max-age-secs", &max_age_secs.to_string()])
+            // Structured events to wait on (stable messages and fields), not log prose.
+            .args(["--log-format", "json"])
             // Fail over from a killed member in seconds, not the default 45 s.
             .args([
                 "--kafka",
@@ -189,7 +191,7 @@ impl Ingester {
                 .lines()
                 .map_while(Result::ok)
             {
-                if line.contains("assigned audit/") {
+                if event(&line, "partition assigned").is_some_and(|f| f["topic"] == "audit") {
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 eprintln!("[ingest] {line}");
@@ -219,6 +221,14 @@ impl Ingester {
         self.log.lock().unwrap().clone()
     }
 
+    /// The fields of every logged event with this message.
+    fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.saw()
+            .iter()
+            .filter_map(|l| event(l, message))
+            .collect()
+    }
+
     fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -241,6 +251,12 @@ impl Ingester {
         }
         (status.code(), stdout)
     }
+}
+
+/// The fields of a `--log-format json` line, if it is the event `message`.
+fn event(line: &str, message: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    (v["fields"]["message"] == message).then(|| v["fields"].clone())
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
@@ -582,13 +598,15 @@ fn resuming_in_the_middle_of_a_record_batch_loses_nothing() {
 
     let second = Ingester::start(&broker, store_s, &keys.key, &[]);
     let report = wait_sealed(store_s, &keys.public, 20, &[19], Duration::from_secs(60));
-    let log = second.saw();
+    let assigned = second.events("partition assigned");
     second.terminate();
     assert_eq!(report["streams"][0]["absent_offsets"], 0, "{report:#}");
     assert!(
-        log.iter()
-            .any(|l| l.contains("resuming at Some(14) (reading from Beginning)")),
-        "{log:#?}"
+        assigned
+            .iter()
+            .any(|f| f["resume"] == "offset 14"
+                && f["reading_from"] == "the beginning of the partition"),
+        "{assigned:#?}"
     );
     assert_eq!(sealed_event_ids(&store).len(), 20);
 }
@@ -635,14 +653,10 @@ fn resuming_in_the_middle_of_a_large_record_batch_loses_nothing() {
         &[1999],
         Duration::from_secs(60),
     );
-    let log = second.saw();
+    let nudged = second.events("nothing received while resuming; re-reading from earlier");
     second.terminate();
     assert_eq!(report["streams"][0]["absent_offsets"], 0, "{report:#}");
-    assert!(
-        log.iter()
-            .any(|l| l.contains("nothing received while resuming at offset 1500")),
-        "{log:#?}"
-    );
+    assert!(nudged.iter().any(|f| f["resume"] == 1500), "{nudged:#?}");
 }
 
 /// A loopback address with a free port.
@@ -674,7 +688,7 @@ fn wait_metrics(addr: &str, expected: &[String], timeout: Duration) -> String {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -740,12 +754,14 @@ fn two_instances_seal_everything_once(strategy: &str) {
         "{body}"
     );
     assert!(http_get(&metrics, "/healthz").starts_with("HTTP/1.1 200"));
-    let (a_log, b_log) = (a.saw(), b.saw());
+    let (a_got, b_got) = (
+        a.events("partition assigned"),
+        b.events("partition assigned"),
+    );
     a.terminate();
     b.terminate();
-    let mine = |log: &[String]| log.iter().filter(|l| l.contains("assigned audit/")).count();
     assert!(
-        mine(&a_log) > 0 && mine(&b_log) > 0,
+        !a_got.is_empty() && !b_got.is_empty(),
         "both instances got partitions"
     );
     let ids = sealed_event_ids(&store);
@@ -802,10 +818,9 @@ fn a_store_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
     std::fs::write(&store, b"not a directory").unwrap();
     produce_json(&p, 200..400, 1);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !ingest
-        .saw()
-        .iter()
-        .any(|l| l.contains("rewinding to its last manifest"))
+    while ingest
+        .events("sealing failed; rewinding to the last manifest")
+        .is_empty()
     {
         assert!(
             Instant::now() < deadline,
@@ -1091,10 +1106,9 @@ fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
     // A's dead-letter topic appears: its write succeeds, and A must drop what it holds.
     broker.create_topic("audit.dlq.late", 1);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !a
-        .saw()
-        .iter()
-        .any(|l| l.contains("rewinding them to their manifests"))
+    while a
+        .events("away from poll too long; rewinding every partition to its manifests before sealing more")
+        .is_empty()
     {
         assert!(Instant::now() < deadline, "A never noticed: {:#?}", a.saw());
         std::thread::sleep(Duration::from_millis(200));
@@ -1106,4 +1120,54 @@ fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
     assert_eq!(code, 0, "no overlapping segment from A: {report:#}");
     assert_eq!(report["events_checked"], 40, "{report:#}");
     assert_eq!(sealed_event_ids(&store).len(), 40);
+}
+
+/// Issue 8: a permanent sealing error (here: the stream's chain is signed by another key, so
+/// this key must not extend it) used to be retried forever while the partition stalled. Ingest
+/// now stops with the reason and a hint, exit 2, and seals nothing.
+#[test]
+fn a_chain_signed_by_another_key_stops_ingest_instead_of_retrying_forever() {
+    let (broker, tmp, keys, store) = setup(1);
+    let store_s = store.to_str().unwrap();
+    // Stream audit/0 already sealed by another key (a file source with the same stream name).
+    let other = keygen(&tmp.path().join("other"));
+    run_expect(
+        &[
+            "seal",
+            "--input",
+            data("sample.jsonl").to_str().unwrap(),
+            "--source-id",
+            "audit",
+            "--store",
+            store_s,
+            "--key",
+            &other.key,
+            "--rejects",
+            "/dev/null",
+        ],
+        0,
+    );
+    let before = objects(&store);
+    let mut ingest = Ingester::start(&broker, store_s, &keys.key, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = ingest.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest kept retrying: {:#?}",
+            ingest.saw()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(2));
+    let saw = ingest.saw().join("\n");
+    assert!(
+        saw.contains("cannot resume stream audit/0")
+            && saw.contains("is not validly signed by this signing key"),
+        "{saw}"
+    );
+    assert!(saw.contains("hint: run `cairn verify"), "{saw}");
+    assert_eq!(objects(&store), before, "nothing sealed");
 }

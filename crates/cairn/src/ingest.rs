@@ -1,4 +1,4 @@
-//! `cairn ingest`: flags and environment over the config file, signals, metrics endpoint.
+//! `cairn ingest`: flags and environment over the config file, signals, the metrics endpoint.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,7 +105,7 @@ pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("cairn ingest: signal received");
+            tracing::info!("signal received; stopping");
             shutdown.store(true, Ordering::Relaxed);
         });
     }
@@ -113,7 +113,7 @@ pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(&addr))
             .with_context(|| format!("binding metrics address {addr}"))?;
-        rt.spawn(serve_metrics(listener, metrics.clone()));
+        rt.spawn(crate::http::serve(listener, metrics.clone()));
     }
     let ingest = Ingest::new(cfg, rt.handle().clone(), shutdown, metrics)?;
     let summary = std::thread::Builder::new()
@@ -127,40 +127,4 @@ pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
         summary.segments, summary.events, summary.dead_lettered
     );
     Ok(0)
-}
-
-/// A minimal HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz.
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            // Read the request head (a request may arrive in several segments).
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                match sock.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let req = String::from_utf8_lossy(&buf);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
-                "/healthz" => ("200 OK", "ok\n".to_string()),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => ("200 OK", "ready\n".into()),
-                "/readyz" => ("503 Service Unavailable", "not ready\n".into()),
-                _ => ("404 Not Found", "not found\n".into()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
-    }
 }

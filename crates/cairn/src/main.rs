@@ -3,6 +3,7 @@
 //! This crate wires the library crates to the command line (arguments, files, progress,
 //! exit codes). It holds no format, storage or verification logic of its own.
 
+mod http;
 mod ingest;
 mod keyfile;
 mod seal;
@@ -29,8 +30,38 @@ use clap::{Parser, Subcommand};
     long_about = "Tamper-evident audit-log sealing.\n\nEvents are sealed into per-stream segments: Parquet files whose events are leaves of an RFC 6962 Merkle tree, each with an Ed25519-signed manifest chained to the previous one, written once to a local write-once directory or to S3 with Object Lock. `cairn verify` rechecks everything offline. The format is specified in docs/FORMAT.md.\n\nStores: a directory path, or s3://bucket[/prefix] with endpoint, region and credentials from the AWS_* environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP local server)."
 )]
 struct Cli {
+    /// Log lines on stderr as human-readable text or as JSON objects (one per line, with the
+    /// event's fields; for log shippers and tests). Levels: CAIRN_LOG (e.g. `info`, `debug`,
+    /// `cairn_ingest=debug`), default `info`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "CAIRN_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the `tracing` subscriber the library crates log through.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -87,6 +118,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,33 +1,29 @@
 //! What ingest exposes to Prometheus: per-topic counters, per-partition offsets and lag, and
 //! histograms of seal latency and segment size. Updated by the ingest thread (per segment,
 //! per dead-lettered message, per tick) and by librdkafka's statistics callback (high
-//! watermarks); rendered by the binary's `/metrics` endpoint.
+//! watermarks); encoded (OpenMetrics text, `prometheus-client`) for the binary's `/metrics`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-/// Shared between the ingest thread, the consumer's callbacks and the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Subscribed and consuming (for `/readyz`).
-    pub ready: AtomicBool,
-    /// librdkafka reported all brokers down and no message arrived since.
-    brokers_down: AtomicBool,
-    kafka_errors: AtomicU64,
-    inner: Mutex<Inner>,
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TopicCounters {
-    pub events_sealed: u64,
-    pub segments_sealed: u64,
-    pub segment_bytes: u64,
-    pub dead_lettered: u64,
-    pub absent_offsets: u64,
-    pub store_errors: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,294 +36,6 @@ struct PartitionOffsets {
     high_watermark: Option<i64>,
 }
 
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, v: f64) {
-        for (b, c) in self.bounds.iter().zip(&mut self.counts) {
-            if v <= *b {
-                *c += 1;
-            }
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-    }
-}
-
-const LATENCY_BOUNDS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
-];
-const SIZE_BOUNDS: &[f64] = &[
-    65536.0,
-    262144.0,
-    1048576.0,
-    4194304.0,
-    16777216.0,
-    67108864.0,
-    268435456.0,
-    1073741824.0,
-];
-
-#[derive(Debug)]
-struct Inner {
-    topics: BTreeMap<String, TopicCounters>,
-    partitions: BTreeMap<(String, i32), PartitionOffsets>,
-    seal_latency: Histogram,
-    segment_size: Histogram,
-    store_failing: bool,
-}
-
-impl Default for Inner {
-    fn default() -> Self {
-        Inner {
-            topics: BTreeMap::new(),
-            partitions: BTreeMap::new(),
-            seal_latency: Histogram::new(LATENCY_BOUNDS),
-            segment_size: Histogram::new(SIZE_BOUNDS),
-            store_failing: false,
-        }
-    }
-}
-
-impl Metrics {
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        f(&mut self.inner.lock().expect("metrics lock"))
-    }
-
-    /// A segment of `topic`/`partition` was stored; `sealed_next` is the offset after it.
-    pub fn segment_sealed(
-        &self,
-        topic: &str,
-        partition: i32,
-        events: u64,
-        bytes: u64,
-        latency: Duration,
-        sealed_next: i64,
-    ) {
-        self.with(|m| {
-            let t = m.topics.entry(topic.to_string()).or_default();
-            t.events_sealed += events;
-            t.segments_sealed += 1;
-            t.segment_bytes += bytes;
-            m.seal_latency.observe(latency.as_secs_f64());
-            m.segment_size.observe(bytes as f64);
-            m.store_failing = false;
-            m.partitions
-                .entry((topic.to_string(), partition))
-                .or_default()
-                .sealed_next = Some(sealed_next);
-        })
-    }
-
-    /// An error from the consumer (broker connection, transport, ...).
-    pub fn kafka_error(&self, all_brokers_down: bool) {
-        self.kafka_errors.fetch_add(1, Ordering::Relaxed);
-        if all_brokers_down {
-            self.brokers_down.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// A message arrived: the brokers are reachable.
-    pub fn message_received(&self) {
-        if self.brokers_down.load(Ordering::Relaxed) {
-            self.brokers_down.store(false, Ordering::Relaxed);
-        }
-    }
-
-    pub fn dead_lettered(&self, topic: &str) {
-        self.with(|m| m.topics.entry(topic.to_string()).or_default().dead_lettered += 1)
-    }
-
-    pub fn absent(&self, topic: &str, offsets: u64) {
-        self.with(|m| {
-            m.topics
-                .entry(topic.to_string())
-                .or_default()
-                .absent_offsets += offsets
-        })
-    }
-
-    pub fn store_error(&self, topic: &str) {
-        self.with(|m| {
-            m.topics.entry(topic.to_string()).or_default().store_errors += 1;
-            m.store_failing = true;
-        })
-    }
-
-    /// A partition was (re)opened from the store: `sealed_next` is where its stream resumes.
-    pub fn partition_opened(&self, topic: &str, partition: i32, sealed_next: Option<i64>) {
-        self.with(|m| {
-            let p = m
-                .partitions
-                .entry((topic.to_string(), partition))
-                .or_default();
-            p.sealed_next = sealed_next;
-            p.consumed_next = None;
-        })
-    }
-
-    pub fn partition_revoked(&self, topic: &str, partition: i32) {
-        self.with(|m| m.partitions.remove(&(topic.to_string(), partition)));
-    }
-
-    /// Next offsets after the last consumed message, per partition (called once per tick).
-    pub fn consumed(&self, positions: impl IntoIterator<Item = (String, i32, i64)>) {
-        self.with(|m| {
-            for (topic, partition, next) in positions {
-                if let Some(p) = m.partitions.get_mut(&(topic, partition)) {
-                    p.consumed_next = Some(next);
-                }
-            }
-        })
-    }
-
-    /// High watermarks from librdkafka's statistics, for assigned partitions only.
-    pub fn high_watermarks(&self, marks: impl IntoIterator<Item = (String, i32, i64)>) {
-        self.with(|m| {
-            for (topic, partition, hw) in marks {
-                if let Some(p) = m.partitions.get_mut(&(topic, partition))
-                    && hw >= 0
-                {
-                    p.high_watermark = Some(hw);
-                }
-            }
-        })
-    }
-
-    /// Per-topic counters (a snapshot; for summaries and tests).
-    pub fn topic(&self, topic: &str) -> TopicCounters {
-        self.with(|m| m.topics.get(topic).cloned().unwrap_or_default())
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        self.with(|m| {
-            let mut out = String::new();
-            let counters: [Series<TopicCounters, u64>; 6] = [
-                (
-                    "cairn_events_sealed_total",
-                    "Events in stored segments.",
-                    |t| t.events_sealed,
-                ),
-                (
-                    "cairn_segments_sealed_total",
-                    "Segments whose manifest was stored.",
-                    |t| t.segments_sealed,
-                ),
-                (
-                    "cairn_segment_bytes_total",
-                    "Bytes of stored Parquet segments.",
-                    |t| t.segment_bytes,
-                ),
-                (
-                    "cairn_dead_lettered_total",
-                    "Messages sent to the dead-letter topic.",
-                    |t| t.dead_lettered,
-                ),
-                (
-                    "cairn_absent_offsets_total",
-                    "Offsets Kafka never delivered, recorded as absent.",
-                    |t| t.absent_offsets,
-                ),
-                (
-                    "cairn_store_errors_total",
-                    "Store failures (each rewinds a partition to its last manifest).",
-                    |t| t.store_errors,
-                ),
-            ];
-            for (name, help, get) in counters {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for (topic, t) in &m.topics {
-                    let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", escape(topic), get(t));
-                }
-            }
-            let _ = writeln!(
-                out,
-                "# HELP cairn_store_failing 1 while the last store write failed.\n# TYPE cairn_store_failing gauge\ncairn_store_failing {}",
-                u8::from(m.store_failing)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP cairn_kafka_errors_total Errors the consumer reported (connections, transport).\n# TYPE cairn_kafka_errors_total counter\ncairn_kafka_errors_total {}",
-                self.kafka_errors.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP cairn_kafka_brokers_down 1 after librdkafka reported all brokers down, until a message arrives.\n# TYPE cairn_kafka_brokers_down gauge\ncairn_kafka_brokers_down {}",
-                u8::from(self.brokers_down.load(Ordering::Relaxed))
-            );
-            let gauges: [Series<PartitionOffsets, Option<i64>>; 3] = [
-                (
-                    "cairn_partition_sealed_offset",
-                    "Next offset after the newest stored manifest.",
-                    |p| p.sealed_next,
-                ),
-                (
-                    "cairn_partition_high_watermark",
-                    "The broker's high watermark, from librdkafka statistics.",
-                    |p| p.high_watermark,
-                ),
-                (
-                    "cairn_consumer_lag",
-                    "Offsets in the partition not yet sealed: max(high watermark, next consumed offset) - sealed offset.",
-                    PartitionOffsets::lag,
-                ),
-            ];
-            for (name, help, get) in gauges {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                for ((topic, partition), p) in &m.partitions {
-                    if let Some(v) = get(p) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{topic=\"{}\",partition=\"{partition}\"}} {v}",
-                            escape(topic)
-                        );
-                    }
-                }
-            }
-            m.seal_latency.render(
-                &mut out,
-                "cairn_seal_latency_seconds",
-                "From a segment's first message reaching the sealer to its manifest being stored.",
-            );
-            m.segment_size.render(
-                &mut out,
-                "cairn_segment_size_bytes",
-                "Size of each stored Parquet segment.",
-            );
-            out
-        })
-    }
-}
-
-/// A metric's name, help text and how to read it from a topic's or partition's state.
-type Series<T, V> = (&'static str, &'static str, fn(&T) -> V);
-
 impl PartitionOffsets {
     fn lag(&self) -> Option<i64> {
         let head = match (self.high_watermark, self.consumed_next) {
@@ -338,12 +46,292 @@ impl PartitionOffsets {
     }
 }
 
-/// Label values escape `\`, `"` and newlines (topic names cannot hold them, but be safe).
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+const LATENCY_BOUNDS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+const SIZE_BOUNDS: [f64; 8] = [
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+];
+
+/// Shared between the ingest thread, the consumer's callbacks and the metrics endpoint.
+pub struct Metrics {
+    /// Subscribed and consuming (for `/readyz`).
+    pub ready: AtomicBool,
+    registry: Registry,
+    events_sealed: Family<TopicLabels, Counter>,
+    segments_sealed: Family<TopicLabels, Counter>,
+    segment_bytes: Family<TopicLabels, Counter>,
+    dead_lettered: Family<TopicLabels, Counter>,
+    absent_offsets: Family<TopicLabels, Counter>,
+    store_errors: Family<TopicLabels, Counter>,
+    store_failing: Gauge,
+    kafka_errors: Counter,
+    brokers_down: Gauge,
+    sealed_offset: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    lag: Family<PartitionLabels, Gauge>,
+    seal_latency: Histogram,
+    segment_size: Histogram,
+    /// The per-partition state the offset gauges are derived from.
+    offsets: Mutex<BTreeMap<PartitionLabels, PartitionOffsets>>,
 }
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            ready: AtomicBool::new(false),
+            registry: Registry::default(),
+            events_sealed: Family::default(),
+            segments_sealed: Family::default(),
+            segment_bytes: Family::default(),
+            dead_lettered: Family::default(),
+            absent_offsets: Family::default(),
+            store_errors: Family::default(),
+            store_failing: Gauge::default(),
+            kafka_errors: Counter::default(),
+            brokers_down: Gauge::default(),
+            sealed_offset: Family::default(),
+            high_watermark: Family::default(),
+            lag: Family::default(),
+            seal_latency: Histogram::new(LATENCY_BOUNDS),
+            segment_size: Histogram::new(SIZE_BOUNDS),
+            offsets: Mutex::new(BTreeMap::new()),
+        };
+        m.register()
+    }
+}
+
+fn topic(t: &str) -> TopicLabels {
+    TopicLabels {
+        topic: t.to_string(),
+    }
+}
+
+impl Metrics {
+    fn register(mut self) -> Self {
+        let r = &mut self.registry;
+        // Counters are registered without `_total`: the encoder appends it.
+        for (name, help, family) in [
+            (
+                "cairn_events_sealed",
+                "Events in stored segments.",
+                &self.events_sealed,
+            ),
+            (
+                "cairn_segments_sealed",
+                "Segments whose manifest was stored.",
+                &self.segments_sealed,
+            ),
+            (
+                "cairn_segment_bytes",
+                "Bytes of stored Parquet segments.",
+                &self.segment_bytes,
+            ),
+            (
+                "cairn_dead_lettered",
+                "Messages sent to the dead-letter topic.",
+                &self.dead_lettered,
+            ),
+            (
+                "cairn_absent_offsets",
+                "Offsets Kafka never delivered, recorded as absent.",
+                &self.absent_offsets,
+            ),
+            (
+                "cairn_store_errors",
+                "Sealing failures (a transient one rewinds a partition to its last manifest).",
+                &self.store_errors,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
+        r.register(
+            "cairn_store_failing",
+            "1 while the last store write failed.",
+            self.store_failing.clone(),
+        );
+        r.register(
+            "cairn_kafka_errors",
+            "Errors the consumer reported (connections, transport).",
+            self.kafka_errors.clone(),
+        );
+        r.register(
+            "cairn_kafka_brokers_down",
+            "1 after librdkafka reported all brokers down, until a message arrives.",
+            self.brokers_down.clone(),
+        );
+        for (name, help, family) in [
+            (
+                "cairn_partition_sealed_offset",
+                "Next offset after the newest stored manifest.",
+                &self.sealed_offset,
+            ),
+            (
+                "cairn_partition_high_watermark",
+                "The broker's high watermark, from librdkafka statistics.",
+                &self.high_watermark,
+            ),
+            (
+                "cairn_consumer_lag",
+                "Offsets in the partition not yet sealed: max(high watermark, next consumed offset) - sealed offset.",
+                &self.lag,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
+        r.register(
+            "cairn_seal_latency_seconds",
+            "From a segment's first message reaching the sealer to its manifest being stored.",
+            self.seal_latency.clone(),
+        );
+        r.register(
+            "cairn_segment_size_bytes",
+            "Size of each stored Parquet segment.",
+            self.segment_size.clone(),
+        );
+        self
+    }
+
+    /// Updates one partition's offsets and the gauges derived from them.
+    fn partition(&self, topic: &str, partition: i32, f: impl FnOnce(&mut PartitionOffsets)) {
+        let labels = PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        };
+        let mut offsets = self.offsets.lock().expect("metrics lock");
+        let p = offsets.entry(labels.clone()).or_default();
+        f(p);
+        self.publish(&labels, p);
+    }
+
+    fn publish(&self, labels: &PartitionLabels, p: &PartitionOffsets) {
+        for (family, value) in [
+            (&self.sealed_offset, p.sealed_next),
+            (&self.high_watermark, p.high_watermark),
+            (&self.lag, p.lag()),
+        ] {
+            match value {
+                Some(v) => {
+                    family.get_or_create(labels).set(v);
+                }
+                None => {
+                    family.remove(labels);
+                }
+            }
+        }
+    }
+
+    /// A segment of `topic`/`partition` was stored; `sealed_next` is the offset after it.
+    pub fn segment_sealed(
+        &self,
+        topic_name: &str,
+        partition: i32,
+        events: u64,
+        bytes: u64,
+        latency: Duration,
+        sealed_next: i64,
+    ) {
+        let t = topic(topic_name);
+        self.events_sealed.get_or_create(&t).inc_by(events);
+        self.segments_sealed.get_or_create(&t).inc();
+        self.segment_bytes.get_or_create(&t).inc_by(bytes);
+        self.seal_latency.observe(latency.as_secs_f64());
+        self.segment_size.observe(bytes as f64);
+        self.store_failing.set(0);
+        self.partition(topic_name, partition, |p| p.sealed_next = Some(sealed_next));
+    }
+
+    /// An error from the consumer (broker connection, transport, ...).
+    pub fn kafka_error(&self, all_brokers_down: bool) {
+        self.kafka_errors.inc();
+        if all_brokers_down {
+            self.brokers_down.set(1);
+        }
+    }
+
+    /// A message arrived: the brokers are reachable.
+    pub fn message_received(&self) {
+        self.brokers_down.set(0);
+    }
+
+    pub fn dead_lettered(&self, topic_name: &str) {
+        self.dead_lettered.get_or_create(&topic(topic_name)).inc();
+    }
+
+    pub fn absent(&self, topic_name: &str, offsets: u64) {
+        self.absent_offsets
+            .get_or_create(&topic(topic_name))
+            .inc_by(offsets);
+    }
+
+    pub fn store_error(&self, topic_name: &str) {
+        self.store_errors.get_or_create(&topic(topic_name)).inc();
+        self.store_failing.set(1);
+    }
+
+    /// A partition was (re)opened from the store: `sealed_next` is where its stream resumes.
+    pub fn partition_opened(&self, topic: &str, partition: i32, sealed_next: Option<i64>) {
+        self.partition(topic, partition, |p| {
+            p.sealed_next = sealed_next;
+            p.consumed_next = None;
+        });
+    }
+
+    pub fn partition_revoked(&self, topic: &str, partition: i32) {
+        let labels = PartitionLabels {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.offsets.lock().expect("metrics lock").remove(&labels);
+        for family in [&self.sealed_offset, &self.high_watermark, &self.lag] {
+            family.remove(&labels);
+        }
+    }
+
+    /// Next offsets after the last consumed message, per partition (called once per tick).
+    pub fn consumed(&self, positions: impl IntoIterator<Item = (String, i32, i64)>) {
+        for (topic, partition, next) in positions {
+            self.known(topic, partition, |p| p.consumed_next = Some(next));
+        }
+    }
+
+    /// High watermarks from librdkafka's statistics, for assigned partitions only.
+    pub fn high_watermarks(&self, marks: impl IntoIterator<Item = (String, i32, i64)>) {
+        for (topic, partition, hw) in marks {
+            if hw >= 0 {
+                self.known(topic, partition, |p| p.high_watermark = Some(hw));
+            }
+        }
+    }
+
+    /// Updates a partition only if it is assigned (opened and not revoked).
+    fn known(&self, topic: String, partition: i32, f: impl FnOnce(&mut PartitionOffsets)) {
+        let labels = PartitionLabels { topic, partition };
+        let mut offsets = self.offsets.lock().expect("metrics lock");
+        if let Some(p) = offsets.get_mut(&labels) {
+            f(p);
+            self.publish(&labels, p);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a String cannot fail");
+        out
+    }
+}
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
@@ -370,9 +358,10 @@ mod tests {
             "cairn_seal_latency_seconds_bucket{le=\"0.25\"} 0",
             "cairn_seal_latency_seconds_bucket{le=\"0.5\"} 1",
             "cairn_seal_latency_seconds_count 1",
-            "cairn_segment_size_bytes_bucket{le=\"65536\"} 0",
-            "cairn_segment_size_bytes_bucket{le=\"262144\"} 1",
+            "cairn_segment_size_bytes_bucket{le=\"65536.0\"} 0",
+            "cairn_segment_size_bytes_bucket{le=\"262144.0\"} 1",
             "cairn_store_failing 0",
+            "# EOF",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

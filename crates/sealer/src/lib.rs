@@ -244,14 +244,14 @@ impl StreamSealer {
     }
 
     /// Adds an event prepared (validated, leaf-hashed, possibly on another thread) at its
-    /// offset, with `input_len` raw bytes. Returns a segment whose manifest was written by this
-    /// call, if any (segments are encoded in the background and written in order, so this may
+    /// offset, with `input_len` raw bytes. Returns the segments whose manifests were written by this
+    /// call (segments are encoded in the background and written in order, so this may
     /// be the segment before the one this offset completed).
     pub async fn push_prepared(
         &mut self,
         event: &PreparedEvent,
         input_len: usize,
-    ) -> Result<Option<SealedSegment>, SealError> {
+    ) -> Result<Vec<SealedSegment>, SealError> {
         let offset = event.offset();
         let p = self.begin(offset)?;
         p.builder.push_prepared(event);
@@ -265,7 +265,7 @@ impl StreamSealer {
         &mut self,
         offset: i64,
         input_len: usize,
-    ) -> Result<Option<SealedSegment>, SealError> {
+    ) -> Result<Vec<SealedSegment>, SealError> {
         let p = self.begin(offset)?;
         OffsetRange::push_merged(&mut p.rejected, OffsetRange::one(offset));
         p.input_bytes += input_len as u64;
@@ -278,7 +278,7 @@ impl StreamSealer {
         &mut self,
         first: i64,
         last: i64,
-    ) -> Result<Option<SealedSegment>, SealError> {
+    ) -> Result<Vec<SealedSegment>, SealError> {
         assert!(first <= last, "empty absent range {first}..={last}");
         // A recovery range must still end exactly where the stored Parquet file does.
         if let Some(forced) = self.forced_last
@@ -297,7 +297,7 @@ impl StreamSealer {
         self.after_push(last).await
     }
 
-    async fn after_push(&mut self, offset: i64) -> Result<Option<SealedSegment>, SealError> {
+    async fn after_push(&mut self, offset: i64) -> Result<Vec<SealedSegment>, SealError> {
         let p = self.pending.as_ref().expect("pending after push");
         let cut = match self.forced_last {
             Some(last) => offset >= last,
@@ -305,7 +305,11 @@ impl StreamSealer {
                 p.builder.len() >= self.limits.max_events || p.input_bytes >= self.limits.max_bytes
             }
         };
-        if cut { self.cut().await } else { Ok(None) }
+        if cut {
+            Ok(self.cut().await?.into_iter().collect())
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// Call periodically: writes a segment whose background encoding has finished, and cuts
@@ -369,46 +373,18 @@ impl StreamSealer {
 
     /// Writes the Parquet file, then the signed manifest chained to the previous one.
     async fn write(&mut self, enc: Encoded) -> Result<SealedSegment, SealError> {
-        let Encoded {
-            first,
-            last,
-            rejected,
-            absent,
-            stats,
-            parquet,
-            opened,
-        } = enc;
-        let sha = Digest::of(&parquet);
-        let size = parquet.len() as u64;
-        let parquet_object = object_name(&self.stream, first, last, ObjectKind::Parquet);
-        let manifest_object = object_name(&self.stream, first, last, ObjectKind::Manifest);
-        let (sha, size, created) = match self
-            .store
-            .create(&parquet_object, Bytes::from(parquet))
-            .await
-        {
-            Ok(created) => (sha, size, created),
-            // A file left by a crash between the two writes, by a build whose Parquet writer
-            // encodes differently: adopt it if it holds exactly these events.
-            Err(StoreError::Conflict { object }) => {
-                let (existing, version_id) = self.store.read_sealed(&object).await?;
-                if !same_events(existing.clone(), &stats) {
-                    return Err(StoreError::Conflict { object }.into());
-                }
-                let created = Created {
-                    version_id,
-                    already_existed: true,
-                };
-                let sha = Digest::of(&existing);
-                (sha, existing.len() as u64, created)
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Validated events lie in the years 0001–9999, which the canonical form can state.
+        let range = OffsetRange::new(enc.first, enc.last);
+        let parquet_object = object_name(&self.stream, enc.first, enc.last, ObjectKind::Parquet);
+        let manifest_object = object_name(&self.stream, enc.first, enc.last, ObjectKind::Manifest);
+        let parquet = Bytes::from(enc.parquet);
+        let (file, created) = self
+            .store_parquet(&parquet_object, parquet, &enc.stats)
+            .await?;
         let bound = |us: Option<i64>| -> Result<Option<String>, SealError> {
+            // Validated events lie in the years 0001–9999, which the canonical form can state.
             us.map(|us| {
                 format_micros(us).ok_or_else(|| SealError::Event {
-                    offset: first,
+                    offset: range.first,
                     message: format!("occurred_at {us} µs is outside the years 0001 to 9999"),
                 })
             })
@@ -421,19 +397,19 @@ impl StreamSealer {
                 partition: self.stream.partition,
             },
             seq: self.next_seq,
-            first_offset: first,
-            last_offset: last,
-            event_count: stats.event_count,
-            rejected,
-            absent,
-            min_occurred_at: bound(stats.min_occurred_at_us)?,
-            max_occurred_at: bound(stats.max_occurred_at_us)?,
-            tenants: stats.tenants,
-            merkle_root: Digest::from_bytes(&stats.merkle_root),
+            first_offset: range.first,
+            last_offset: range.last,
+            event_count: enc.stats.event_count,
+            rejected: enc.rejected,
+            absent: enc.absent,
+            min_occurred_at: bound(enc.stats.min_occurred_at_us)?,
+            max_occurred_at: bound(enc.stats.max_occurred_at_us)?,
+            tenants: enc.stats.tenants,
+            merkle_root: Digest::from_bytes(&enc.stats.merkle_root),
             parquet: ParquetRef {
                 object: parquet_object.clone(),
-                sha256: sha,
-                size,
+                sha256: file.0,
+                size: file.1,
                 version_id: created.version_id.clone(),
             },
             prev_manifest_sha256: self.prev_hash.clone(),
@@ -453,8 +429,35 @@ impl StreamSealer {
             parquet_object,
             manifest_object,
             parquet_reused: created.already_existed,
-            latency: opened.elapsed(),
+            latency: enc.opened.elapsed(),
         })
+    }
+
+    /// Stores the Parquet file, or adopts the one a crash left under its name if it holds
+    /// exactly these events (even when another writer encoded it). Returns the stored file's
+    /// hash and size, which the manifest signs.
+    async fn store_parquet(
+        &self,
+        object: &str,
+        parquet: Bytes,
+        stats: &SegmentStats,
+    ) -> Result<((Digest, u64), Created), SealError> {
+        let ours = (Digest::of(&parquet), parquet.len() as u64);
+        match self.store.create(object, parquet).await {
+            Ok(created) => Ok((ours, created)),
+            Err(StoreError::Conflict { object }) => {
+                let (existing, version_id) = self.store.read_sealed(&object).await?;
+                if !same_events(existing.clone(), stats) {
+                    return Err(StoreError::Conflict { object }.into());
+                }
+                let created = Created {
+                    version_id,
+                    already_existed: true,
+                };
+                Ok(((Digest::of(&existing), existing.len() as u64), created))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -471,133 +474,4 @@ fn same_events(file: Bytes, stats: &SegmentStats) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cairn_format::AuditEvent;
-    use cairn_store::WriterOptions;
-
-    async fn writer(dir: &tempfile::TempDir) -> Arc<StoreWriter> {
-        Arc::new(
-            StoreWriter::open(dir.path().to_str().unwrap(), &WriterOptions::default())
-                .await
-                .unwrap(),
-        )
-    }
-
-    /// `event(offset)` prepared for `s`'s stream at `offset`.
-    fn prepared(s: &StreamSealer, offset: i64) -> PreparedEvent {
-        PreparedEvent::new(
-            &Arc::new(s.stream.clone()),
-            offset,
-            event(offset),
-            &mut Vec::new(),
-        )
-        .unwrap()
-    }
-
-    fn event(i: i64) -> AuditEvent {
-        let json = format!(
-            r#"{{"event_id":"00000000-0000-4000-8000-{i:012}","occurred_at":"2026-11-26T00:00:00Z","tenant":"t{}","actor":{{"id":"u","type":"user"}},"action":"read","resource":{{"type":"doc","id":"d"}},"outcome":"success","source":"app","sensitivity":"internal"}}"#,
-            i % 3
-        );
-        AuditEvent::from_json(json.as_bytes()).unwrap()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn cuts_chains_and_resumes_from_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = writer(&dir).await;
-        let key = SigningKey::from_seed([1; 32]);
-        let stream = StreamId::new("app", 0).unwrap();
-        let limits = SegmentLimits {
-            max_events: 4,
-            ..Default::default()
-        };
-        let mut s = StreamSealer::open(store.clone(), key.clone(), stream.clone(), limits.clone())
-            .await
-            .unwrap();
-        assert_eq!(s.resume_offset(), None);
-        let mut sealed = Vec::new();
-        for off in 1..=10 {
-            let r = if off == 3 {
-                s.push_rejected(off, 10).await.unwrap()
-            } else {
-                s.push_prepared(&prepared(&s, off), 10).await.unwrap()
-            };
-            sealed.extend(r);
-        }
-        assert!(matches!(
-            s.push_prepared(&prepared(&s, 12), 1).await,
-            Err(SealError::OffsetOrder { expected: 11, .. })
-        ));
-        sealed.extend(s.flush().await.unwrap());
-        let ranges: Vec<_> = sealed
-            .iter()
-            .map(|x| {
-                (
-                    x.manifest.manifest.first_offset,
-                    x.manifest.manifest.last_offset,
-                )
-            })
-            .collect();
-        assert_eq!(ranges, [(1, 5), (6, 9), (10, 10)]);
-        assert_eq!(
-            sealed[0].manifest.manifest.rejected,
-            vec![OffsetRange::one(3)]
-        );
-        assert_eq!(sealed[0].manifest.manifest.event_count, 4);
-        assert_eq!(
-            sealed[1].manifest.manifest.prev_manifest_sha256,
-            sealed[0].manifest.chain_hash()
-        );
-        let s2 = StreamSealer::open(store.clone(), key, stream, limits)
-            .await
-            .unwrap();
-        assert_eq!(s2.resume_offset(), Some(11));
-        assert_eq!(s2.next_seq, 3);
-        assert_eq!(s2.prev_hash, sealed[2].manifest.chain_hash());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_quiet_stream_is_sealed_by_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = writer(&dir).await;
-        let limits = SegmentLimits {
-            max_events: 1000,
-            max_bytes: u64::MAX,
-            max_age: Some(Duration::from_millis(50)),
-        };
-        let mut s = StreamSealer::open(
-            store.clone(),
-            SigningKey::from_seed([2; 32]),
-            StreamId::new("quiet", 1).unwrap(),
-            limits,
-        )
-        .await
-        .unwrap();
-        assert!(
-            s.push_prepared(&prepared(&s, 0), 10)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(s.tick().await.unwrap().is_empty(), "too young to seal");
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert!(
-            s.tick().await.unwrap().is_empty(),
-            "cut; encoding in the background"
-        );
-        // Later ticks write it once encoded, without waiting for another cut.
-        let mut written = Vec::new();
-        for _ in 0..100 {
-            written.extend(s.tick().await.unwrap());
-            if !written.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(written.len(), 1);
-        assert_eq!(written[0].manifest.manifest.last_offset, 0);
-        assert!(s.flush().await.unwrap().is_empty());
-    }
-}
+mod tests;

@@ -71,57 +71,9 @@ pub async fn verify_store(
             other: inv.objects.len() + inv.non_regular.len(),
         });
     }
-    let total = inv.manifests.len() as u64;
-    let done = AtomicU64::new(0);
-    let inv_ref = &inv;
-    let mut checks: Vec<ManifestCheck> = futures::stream::iter(inv.manifests.clone())
-        .map(|(object, name)| {
-            let done = &done;
-            async move {
-                let c = segment::check_manifest(store, inv_ref, keys, object, name).await;
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(p) = opts.progress {
-                    p(n, total);
-                }
-                c
-            }
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    // Links in a manifest's place stand in the walk too (docs/FORMAT.md §8.4).
-    for name in &inv.non_regular {
-        if let Some(n) = cairn_format::names::parse_object_name(name)
-            && n.kind == cairn_format::names::ObjectKind::Manifest
-        {
-            checks.push(ManifestCheck::new(name.clone(), n).placeholder());
-        }
-    }
-    checks.sort_by(|a, b| a.object.cmp(&b.object));
-
+    let checks = check_manifests(store, &inv, keys, opts).await;
     let mut findings = inv.findings.clone();
-    // Cairn-named Parquet files that are no step-4 manifest's own Parquet name.
-    let placeholder_parquets: Vec<String> = checks
-        .iter()
-        .filter(|c| c.placeholder)
-        .map(|c| c.object.replace(".manifest", ".parquet"))
-        .collect();
-    let claimed: HashSet<&str> = checks
-        .iter()
-        .filter_map(|c| c.parsed.as_ref()?.own_parquet.as_deref())
-        .chain(placeholder_parquets.iter().map(String::as_str))
-        .collect();
-    for (object, n) in &inv.parquets {
-        if !claimed.contains(object.as_str()) {
-            findings.push(Finding::new(
-                FindingKind::OrphanFile,
-                Some(&n.stream),
-                object,
-                "no manifest claims this file (a crash between the Parquet and manifest writes leaves one; the next seal of the stream reuses it)",
-            ));
-        }
-    }
-
+    findings.extend(orphans(&inv, &checks));
     let mut report = Report {
         store: store.describe(),
         intact: false,
@@ -148,4 +100,65 @@ pub async fn verify_store(
     report.intact = findings.iter().all(|f| f.severity == Severity::Warning);
     report.findings = findings;
     Ok(report)
+}
+
+/// Every manifest checked (steps 1–8), concurrently, plus a placeholder for each link or
+/// special file with a manifest's name; sorted by object name.
+async fn check_manifests(
+    store: &StoreReader,
+    inv: &inventory::Inventory,
+    keys: &[PublicKey],
+    opts: &VerifyOptions<'_>,
+) -> Vec<ManifestCheck> {
+    let total = inv.manifests.len() as u64;
+    let done = AtomicU64::new(0);
+    let mut checks: Vec<ManifestCheck> = futures::stream::iter(inv.manifests.clone())
+        .map(|(object, name)| {
+            let done = &done;
+            async move {
+                let c = segment::check_manifest(store, inv, keys, object, name).await;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(p) = opts.progress {
+                    p(n, total);
+                }
+                c
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    for name in &inv.non_regular {
+        if let Some(n) = cairn_format::names::parse_object_name(name)
+            && n.kind == cairn_format::names::ObjectKind::Manifest
+        {
+            checks.push(ManifestCheck::new(name.clone(), n).placeholder());
+        }
+    }
+    checks.sort_by(|a, b| a.object.cmp(&b.object));
+    checks
+}
+
+/// Cairn-named Parquet files that are neither a checked manifest's own Parquet name nor beside
+/// a placeholder (FORMAT.md §8.4).
+fn orphans(inv: &inventory::Inventory, checks: &[ManifestCheck]) -> Vec<Finding> {
+    let claimed: HashSet<String> = checks
+        .iter()
+        .filter_map(|c| match &c.parsed {
+            Some(p) => p.own_parquet.clone(),
+            None if c.placeholder => Some(c.name.sibling(cairn_format::ObjectKind::Parquet)),
+            None => None,
+        })
+        .collect();
+    inv.parquets
+        .iter()
+        .filter(|(object, _)| !claimed.contains(object))
+        .map(|(object, n)| {
+            Finding::new(
+                FindingKind::OrphanFile,
+                Some(&n.stream),
+                object,
+                "no manifest claims this file (a crash between the Parquet and manifest writes leaves one; the next seal of the stream reuses it)",
+            )
+        })
+        .collect()
 }

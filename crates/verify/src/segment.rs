@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use cairn_format::leaf::LeafFields;
 use cairn_format::manifest::{ManifestError, ManifestLines, SignatureCheck, SignatureFailure};
 use cairn_format::merkle::MerkleBuilder;
 use cairn_format::names::ObjectName;
@@ -105,51 +106,13 @@ pub(crate) async fn check_manifest(
     object: String,
     name: ObjectName,
 ) -> ManifestCheck {
-    let mut c = ManifestCheck::new(object.clone(), name);
-    // 1. Read, at the sealed version.
-    let version = inv.objects.get(&object).cloned().flatten();
-    let bytes = match store.get(&object, version.as_deref()).await {
-        Ok(b) => b,
-        Err(e) => {
-            c.read_failed(&object, e, inv);
-            return c.placeholder();
-        }
-    };
-    // 2. Layout.
-    let lines = match ManifestLines::split(&bytes) {
-        Ok(l) => l,
-        Err(e) => {
-            c.push(FindingKind::ModifiedManifest, &object, e.to_string());
-            return c.placeholder();
-        }
-    };
-    // 3–4. Signature on the line alone, then the body's structure.
-    let sm = match lines.parse_body() {
-        Ok(sm) => sm,
-        Err(ManifestError::Structure(why)) => {
-            match lines.verify_line_only(keys) {
-                Ok(()) => c.push(
-                    FindingKind::ContentMismatch,
-                    &object,
-                    format!(
-                        "validly signed, but the body is not a cairn.segment.v1 manifest body: {why}"
-                    ),
-                ),
-                Err(sig) => c.push(
-                    FindingKind::ModifiedManifest,
-                    &object,
-                    format!("the body is not a manifest body ({why}) and is not validly signed ({sig})"),
-                ),
-            }
-            return c.placeholder();
-        }
-        Err(e @ ManifestError::Layout) => {
-            c.push(FindingKind::ModifiedManifest, &object, e.to_string());
-            return c.placeholder();
-        }
+    let mut c = ManifestCheck::new(object, name);
+    let Some(sm) = read_manifest(store, inv, keys, &mut c).await else {
+        return c.placeholder();
     };
     let verdict = sm.verify_signature(keys);
     let signature = SignatureFailure::check(&verdict);
+    let object = c.object.clone();
     if let Err(e @ SignatureFailure::UnknownKey(_)) = &verdict {
         c.push(FindingKind::UnknownKey, &object, e.to_string());
     }
@@ -184,6 +147,57 @@ pub(crate) async fn check_manifest(
         own_parquet,
     });
     c
+}
+
+/// Steps 1–4: read (the sealed version), layout, the signature line, the body's structure.
+/// `None` after recording why the manifest takes no further part.
+async fn read_manifest(
+    store: &StoreReader,
+    inv: &Inventory,
+    keys: &[PublicKey],
+    c: &mut ManifestCheck,
+) -> Option<SignedManifest> {
+    let object = c.object.clone();
+    let version = inv.objects.get(&object).cloned().flatten();
+    let bytes = match store.get(&object, version.as_deref()).await {
+        Ok(b) => b,
+        Err(e) => {
+            c.read_failed(&object, e, inv);
+            return None;
+        }
+    };
+    let lines = match ManifestLines::split(&bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            c.push(FindingKind::ModifiedManifest, &object, e.to_string());
+            return None;
+        }
+    };
+    match lines.parse_body() {
+        Ok(sm) => Some(sm),
+        Err(ManifestError::Structure(why)) => {
+            // Judged on the signature line alone: who made this body?
+            match lines.verify_line_only(keys) {
+                Ok(()) => c.push(
+                    FindingKind::ContentMismatch,
+                    &object,
+                    format!(
+                        "validly signed, but the body is not a cairn.segment.v1 manifest body: {why}"
+                    ),
+                ),
+                Err(sig) => c.push(
+                    FindingKind::ModifiedManifest,
+                    &object,
+                    format!("the body is not a manifest body ({why}) and is not validly signed ({sig})"),
+                ),
+            }
+            None
+        }
+        Err(e @ ManifestError::Layout) => {
+            c.push(FindingKind::ModifiedManifest, &object, e.to_string());
+            None
+        }
+    }
 }
 
 async fn check_file(
@@ -242,119 +256,182 @@ async fn check_file(
     c.events = events;
 }
 
-/// The offsets a segment's rows must have: its range minus the rejected and absent ranges,
-/// or `None` when the ranges break the rules (already reported as such).
-fn excluded_ranges(m: &Manifest) -> Option<Vec<OffsetRange>> {
-    let mut all: Vec<OffsetRange> = m.rejected_and_absent().copied().collect();
-    all.sort();
-    let inside = all.iter().all(|r| r.within(&m.range()));
-    let disjoint = all.windows(2).all(|w| !w[1].overlaps(&w[0]));
-    (inside && disjoint).then_some(all)
+/// Exact coverage: the rows' offsets are the range minus the rejected and absent ranges.
+struct Coverage {
+    /// Rejected and absent ranges, ascending; `None` when they break the rules (already
+    /// reported as such), and coverage is then not judged.
+    excluded: Option<Vec<OffsetRange>>,
+    next_range: usize,
+    expected: i64,
 }
 
-/// Step 8: the rows under the Parquet contract, against the manifest's claims. Returns the
-/// problems found and the number of rows read.
-fn check_rows(m: &Manifest, file: Bytes) -> (Vec<String>, u64) {
-    let excluded = excluded_ranges(m);
-    let mut merkle = MerkleBuilder::new();
-    let mut expected = m.first_offset;
-    let mut ex = excluded.iter().flatten().peekable();
-    let mut tenants = BTreeSet::new();
-    let (mut min_ts, mut max_ts) = (None::<i64>, None::<i64>);
-    let mut prev: Option<i64> = None;
-    let scanned = scan_segment(file, |f, leaf| {
-        if f.stream_id != m.stream.id || f.partition != m.stream.partition {
+impl Coverage {
+    fn new(m: &Manifest) -> Self {
+        let mut all: Vec<OffsetRange> = m.rejected_and_absent().copied().collect();
+        all.sort();
+        let inside = all.iter().all(|r| r.within(&m.range()));
+        let disjoint = all.windows(2).all(|w| !w[1].overlaps(&w[0]));
+        Coverage {
+            excluded: (inside && disjoint).then_some(all),
+            next_range: 0,
+            expected: m.first_offset,
+        }
+    }
+
+    /// Skips the excluded ranges that start at the expected offset.
+    fn skip_excluded(&mut self) {
+        let Some(ranges) = &self.excluded else {
+            return;
+        };
+        while let Some(r) = ranges
+            .get(self.next_range)
+            .filter(|r| r.first == self.expected)
+        {
+            self.expected = r.last + 1;
+            self.next_range += 1;
+        }
+    }
+
+    fn row(&mut self, offset: i64) -> Result<(), String> {
+        if self.excluded.is_none() {
+            return Ok(());
+        }
+        self.skip_excluded();
+        if offset != self.expected {
+            return Err(format!(
+                "row offset {offset} where offset {} was expected (rows must be exactly the range minus the rejected and absent offsets)",
+                self.expected
+            ));
+        }
+        self.expected += 1;
+        Ok(())
+    }
+
+    fn end(&mut self, last: i64) -> Option<String> {
+        self.excluded.as_ref()?;
+        self.skip_excluded();
+        (self.expected != last + 1).then(|| {
+            format!(
+                "the rows and the rejected/absent ranges end at offset {} but the segment ends at {last}",
+                self.expected - 1
+            )
+        })
+    }
+}
+
+/// What step 8 computes from the rows, to compare with the manifest's claims.
+struct Rows<'m> {
+    m: &'m Manifest,
+    coverage: Coverage,
+    merkle: MerkleBuilder,
+    tenants: BTreeSet<String>,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+    prev: Option<i64>,
+}
+
+impl<'m> Rows<'m> {
+    fn new(m: &'m Manifest) -> Self {
+        Rows {
+            m,
+            coverage: Coverage::new(m),
+            merkle: MerkleBuilder::new(),
+            tenants: BTreeSet::new(),
+            min_ts: None,
+            max_ts: None,
+            prev: None,
+        }
+    }
+
+    fn visit(&mut self, f: &LeafFields<'_>, leaf: &[u8]) -> Result<(), String> {
+        if f.stream_id != self.m.stream.id || f.partition != self.m.stream.partition {
             return Err(format!(
                 "row at offset {} belongs to stream {}/{}",
                 f.offset, f.stream_id, f.partition
             ));
         }
-        if prev.is_some_and(|p| f.offset <= p) {
+        if let Some(p) = self.prev.filter(|p| f.offset <= *p) {
             return Err(format!(
-                "row offset {} after {}: rows must be in ascending offset order",
-                f.offset,
-                prev.unwrap_or_default()
+                "row offset {} after {p}: rows must be in ascending offset order",
+                f.offset
             ));
         }
-        prev = Some(f.offset);
-        if excluded.is_some() {
-            while let Some(r) = ex.next_if(|r| r.first == expected) {
-                expected = r.last + 1;
-            }
-            if f.offset != expected {
-                return Err(format!(
-                    "row offset {} where offset {expected} was expected (rows must be exactly the range minus the rejected and absent offsets)",
-                    f.offset
-                ));
-            }
-            expected += 1;
+        self.prev = Some(f.offset);
+        self.coverage.row(f.offset)?;
+        self.merkle.push_leaf_data(leaf);
+        if !self.tenants.contains(f.tenant) {
+            self.tenants.insert(f.tenant.to_string());
         }
-        merkle.push_leaf_data(leaf);
-        if !tenants.contains(f.tenant) {
-            tenants.insert(f.tenant.to_string());
-        }
-        min_ts = Some(min_ts.map_or(f.occurred_at_us, |v| v.min(f.occurred_at_us)));
-        max_ts = Some(max_ts.map_or(f.occurred_at_us, |v| v.max(f.occurred_at_us)));
+        let t = f.occurred_at_us;
+        self.min_ts = Some(self.min_ts.map_or(t, |v| v.min(t)));
+        self.max_ts = Some(self.max_ts.map_or(t, |v| v.max(t)));
         Ok(())
-    });
-    let rows = match scanned {
-        Err(e) => return (vec![format!("the rows cannot be read: {e}")], 0),
-        Ok(Err(e)) => return (vec![e], 0),
-        Ok(Ok(rows)) => rows,
+    }
+
+    /// The claims the rows contradict.
+    fn compare(mut self, rows: u64) -> Vec<String> {
+        let m = self.m;
+        let mut out: Vec<String> = self.coverage.end(m.last_offset).into_iter().collect();
+        if rows != m.event_count {
+            out.push(format!(
+                "{rows} rows but the manifest says {}",
+                m.event_count
+            ));
+        }
+        let root = Digest::from_bytes(&self.merkle.root());
+        if root != m.merkle_root {
+            out.push(format!(
+                "the Merkle root of the rows is {root} but the manifest signs {}",
+                m.merkle_root
+            ));
+        }
+        let tenants: Vec<String> = std::mem::take(&mut self.tenants).into_iter().collect();
+        if tenants != m.tenants {
+            out.push(format!(
+                "the rows' tenants are {tenants:?} but the manifest says {:?}",
+                m.tenants
+            ));
+        }
+        for (name, us, claimed) in [
+            ("min_occurred_at", self.min_ts, &m.min_occurred_at),
+            ("max_occurred_at", self.max_ts, &m.max_occurred_at),
+        ] {
+            if let Some(problem) = compare_bound(name, us, claimed) {
+                out.push(problem);
+            }
+        }
+        out
+    }
+}
+
+/// A time bound of the rows (µs) against the manifest's canonical timestamp.
+fn compare_bound(name: &str, us: Option<i64>, claimed: &Option<String>) -> Option<String> {
+    let computed = us.map(cairn_format::event::format_micros);
+    let agrees = match (&computed, claimed) {
+        (None, None) => true,
+        (Some(Some(a)), Some(b)) => a == b,
+        _ => false,
     };
-    let mut out = Vec::new();
-    if excluded.is_some() {
-        while let Some(r) = ex.next_if(|r| r.first == expected) {
-            expected = r.last + 1;
-        }
-        if expected != m.last_offset + 1 {
-            out.push(format!(
-                "the rows and the rejected/absent ranges end at offset {} but the segment ends at {}",
-                expected - 1,
-                m.last_offset
-            ));
-        }
+    if agrees {
+        return None;
     }
-    if rows != m.event_count {
-        out.push(format!(
-            "{rows} rows but the manifest says {}",
-            m.event_count
-        ));
+    let found = match computed {
+        None => "none (no rows)".to_string(),
+        Some(Some(s)) => s,
+        Some(None) => format!("{} µs, outside the years 0001–9999", us.unwrap_or(0)),
+    };
+    Some(format!(
+        "{name} of the rows is {found} but the manifest says {claimed:?}"
+    ))
+}
+
+/// Step 8: the rows under the Parquet contract, against the manifest's claims. Returns the
+/// problems found and the number of rows read.
+fn check_rows(m: &Manifest, file: Bytes) -> (Vec<String>, u64) {
+    let mut rows = Rows::new(m);
+    match scan_segment(file, |f, leaf| rows.visit(f, leaf)) {
+        Err(e) => (vec![format!("the rows cannot be read: {e}")], 0),
+        Ok(Err(e)) => (vec![e], 0),
+        Ok(Ok(n)) => (rows.compare(n), n),
     }
-    let root = Digest::from_bytes(&merkle.root());
-    if root != m.merkle_root {
-        out.push(format!(
-            "the Merkle root of the rows is {root} but the manifest signs {}",
-            m.merkle_root
-        ));
-    }
-    let tenants: Vec<String> = tenants.into_iter().collect();
-    if tenants != m.tenants {
-        out.push(format!(
-            "the rows' tenants are {tenants:?} but the manifest says {:?}",
-            m.tenants
-        ));
-    }
-    for (name, us, claimed) in [
-        ("min_occurred_at", min_ts, &m.min_occurred_at),
-        ("max_occurred_at", max_ts, &m.max_occurred_at),
-    ] {
-        let computed = us.map(cairn_format::event::format_micros);
-        let agrees = match (&computed, claimed) {
-            (None, None) => true,
-            (Some(Some(a)), Some(b)) => a == b,
-            _ => false,
-        };
-        if !agrees {
-            let found = match computed {
-                None => "none (no rows)".to_string(),
-                Some(Some(s)) => s,
-                Some(None) => format!("{} µs, outside the years 0001–9999", us.unwrap_or(0)),
-            };
-            out.push(format!(
-                "{name} of the rows is {found} but the manifest says {claimed:?}"
-            ));
-        }
-    }
-    (out, rows)
 }

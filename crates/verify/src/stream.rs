@@ -1,6 +1,6 @@
 //! One stream's walk: signature classification, coverage and chain (docs/FORMAT.md §8.4).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use cairn_format::StreamId;
 use cairn_format::manifest::SignatureCheck;
@@ -35,21 +35,9 @@ impl Entry<'_> {
     }
 }
 
-/// Checks one stream (the manifests whose names are in it) and returns its summary and
-/// findings, including each manifest's own findings (file findings withdrawn for manifests
-/// found to be modified).
-pub(crate) fn check_stream(
-    stream: &StreamId,
-    checks: Vec<ManifestCheck>,
-) -> (StreamSummary, Vec<Finding>) {
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut summary = StreamSummary {
-        stream: stream.to_string(),
-        ..Default::default()
-    };
-    for c in &checks {
-        summary.events += c.events;
-    }
+/// The walk (FORMAT.md §8.4): manifests that passed step 4 and placeholders, in
+/// (`first_offset`, `last_offset`, object name) order.
+fn walk(checks: &[ManifestCheck]) -> Vec<Entry<'_>> {
     let mut walk: Vec<Entry<'_>> = checks
         .iter()
         .filter_map(|c| match &c.parsed {
@@ -71,19 +59,67 @@ pub(crate) fn check_stream(
         })
         .collect();
     walk.sort_by(|a, b| (a.first(), a.last(), a.object).cmp(&(b.first(), b.last(), b.object)));
-    summary.segments = walk.iter().filter(|e| e.p.is_some()).count() as u64;
-    summary.first_offset = walk.first().map(Entry::first);
-    summary.last_offset = walk.iter().map(Entry::last).max();
+    walk
+}
+
+fn summarize(stream: &StreamId, checks: &[ManifestCheck], walk: &[Entry<'_>]) -> StreamSummary {
+    let mut summary = StreamSummary {
+        stream: stream.to_string(),
+        events: checks.iter().map(|c| c.events).sum(),
+        segments: walk.iter().filter(|e| e.p.is_some()).count() as u64,
+        first_offset: walk.first().map(Entry::first),
+        last_offset: walk.iter().map(Entry::last).max(),
+        ..Default::default()
+    };
     for p in walk.iter().filter_map(|e| e.p) {
         summary.rejected_offsets += OffsetRange::total(&p.manifest.manifest.rejected);
         summary.absent_offsets += OffsetRange::total(&p.manifest.manifest.absent);
     }
-    let add = |findings: &mut Vec<Finding>, kind, object: &str, message: String| {
-        findings.push(Finding::new(kind, Some(stream), object, message));
-    };
+    summary
+}
 
-    // Invalid signatures: a validly signed next segment's link authenticates the body.
-    let mut modified: HashMap<&str, ()> = HashMap::new();
+/// Checks one stream (the manifests whose names are in it) and returns its summary and
+/// findings, including each manifest's own findings (file findings withdrawn for manifests
+/// found to be modified).
+pub(crate) fn check_stream(
+    stream: &StreamId,
+    checks: Vec<ManifestCheck>,
+) -> (StreamSummary, Vec<Finding>) {
+    let walk = walk(&checks);
+    let summary = summarize(stream, &checks, &walk);
+    let mut out = Out {
+        stream,
+        findings: Vec::new(),
+    };
+    let modified = classify_invalid(&walk, &mut out);
+    for c in &checks {
+        out.findings.extend(c.findings.iter().cloned());
+        if !modified.contains(c.object.as_str()) {
+            out.findings.extend(c.file_findings.iter().cloned());
+        }
+    }
+    coverage_and_chain(&walk, &modified, &mut out);
+    (summary, out.findings)
+}
+
+/// Findings of one stream.
+struct Out<'a> {
+    stream: &'a StreamId,
+    findings: Vec<Finding>,
+}
+
+impl Out<'_> {
+    fn add(&mut self, kind: FindingKind, object: &str, message: String) {
+        self.findings
+            .push(Finding::new(kind, Some(self.stream), object, message));
+    }
+}
+
+/// Invalid signatures: a validly signed next segment's link authenticates the body
+/// (`bad_signature`), its link to another body shows it altered (`modified_manifest`).
+/// Returns the manifests found modified.
+fn classify_invalid<'a>(walk: &[Entry<'a>], out: &mut Out<'_>) -> HashSet<&'a str> {
+    let mut modified = HashSet::new();
     for m in walk
         .iter()
         .filter(|e| e.signature() == Some(SignatureCheck::Invalid))
@@ -100,22 +136,15 @@ pub(crate) fn check_stream(
                 Some(&p.manifest.manifest.prev_manifest_sha256) == m.chain_hash.as_ref()
             })
         };
-        if next.iter().any(links) || next.is_empty() {
-            let how = if next.is_empty() {
-                "no validly signed next segment vouches for the body either way"
-            } else {
-                "the next segment still links to this body, so the body is intact"
-            };
-            add(
-                &mut findings,
-                FindingKind::BadSignature,
-                m.object,
-                format!("{why}; {how}"),
-            );
+        if next.is_empty() {
+            let how = "no validly signed next segment vouches for the body either way";
+            out.add(FindingKind::BadSignature, m.object, format!("{why}; {how}"));
+        } else if next.iter().any(links) {
+            let how = "the next segment still links to this body, so the body is intact";
+            out.add(FindingKind::BadSignature, m.object, format!("{why}; {how}"));
         } else {
-            modified.insert(m.object, ());
-            add(
-                &mut findings,
+            modified.insert(m.object);
+            out.add(
                 FindingKind::ModifiedManifest,
                 m.object,
                 format!(
@@ -124,25 +153,21 @@ pub(crate) fn check_stream(
             );
         }
     }
-    for c in checks.iter() {
-        findings.extend(c.findings.iter().cloned());
-        if !modified.contains_key(c.object.as_str()) {
-            findings.extend(c.file_findings.iter().cloned());
-        }
-    }
+    modified
+}
 
-    // Coverage and chain, against the reach (largest last offset so far) and its holder.
+/// Coverage and chain, against the reach (largest last offset so far) and its holder.
+fn coverage_and_chain(walk: &[Entry<'_>], modified: &HashSet<&str>, out: &mut Out<'_>) {
     let Some(w0) = walk.first() else {
-        return (summary, findings);
+        return;
     };
     if let Some(p) = w0.p
-        && !modified.contains_key(w0.object)
+        && !modified.contains(w0.object)
         && (p.manifest.manifest.seq != 0
             || p.manifest.manifest.prev_manifest_sha256 != Digest::genesis())
     {
         let first = &p.manifest.manifest;
-        add(
-            &mut findings,
+        out.add(
             FindingKind::Gap,
             w0.object,
             format!(
@@ -155,60 +180,52 @@ pub(crate) fn check_stream(
     for b in &walk[1..] {
         let reach = holder.last();
         if b.first() <= reach {
-            add(
-                &mut findings,
-                FindingKind::Overlap,
-                b.object,
-                format!(
-                    "offsets {}..={} are also covered by {}",
-                    b.first(),
-                    reach.min(b.last()),
-                    holder.object
-                ),
+            let msg = format!(
+                "offsets {}..={} are also covered by {}",
+                b.first(),
+                reach.min(b.last()),
+                holder.object
             );
+            out.add(FindingKind::Overlap, b.object, msg);
         } else if b.first() > reach + 1 {
-            add(
-                &mut findings,
-                FindingKind::Gap,
-                b.object,
-                format!(
-                    "offsets {}..={} are in no segment (between {} and {})",
-                    reach + 1,
-                    b.first() - 1,
-                    holder.object,
-                    b.object
-                ),
+            let msg = format!(
+                "offsets {}..={} are in no segment (between {} and {})",
+                reach + 1,
+                b.first() - 1,
+                holder.object,
+                b.object
             );
-        } else if let (Some(hp), Some(bp)) = (holder.p, b.p)
-            && holder.valid()
-            && b.valid()
-        {
-            let (hm, bm) = (&hp.manifest.manifest, &bp.manifest.manifest);
-            let expected = hp.manifest.chain_hash();
-            if bm.prev_manifest_sha256 != expected {
-                add(
-                    &mut findings,
-                    FindingKind::BrokenChain,
-                    b.object,
-                    format!(
-                        "prev_manifest_sha256 {} does not match {} ({expected})",
-                        bm.prev_manifest_sha256, holder.object
-                    ),
-                );
-            } else if bm.seq != hm.seq.wrapping_add(1) {
-                add(
-                    &mut findings,
-                    FindingKind::Reordered,
-                    b.object,
-                    format!("seq {} follows seq {} ({})", bm.seq, hm.seq, holder.object),
-                );
-            }
+            out.add(FindingKind::Gap, b.object, msg);
+        } else {
+            check_link(holder, b, out);
         }
         if b.last() > holder.last() {
             holder = b;
         }
     }
-    (summary, findings)
+}
+
+/// `b` follows `holder`: when both signatures are valid, `b` must link to it with the next
+/// `seq`.
+fn check_link(holder: &Entry<'_>, b: &Entry<'_>, out: &mut Out<'_>) {
+    let (Some(hp), Some(bp)) = (holder.p, b.p) else {
+        return;
+    };
+    if !(holder.valid() && b.valid()) {
+        return;
+    }
+    let (hm, bm) = (&hp.manifest.manifest, &bp.manifest.manifest);
+    let expected = hp.manifest.chain_hash();
+    if bm.prev_manifest_sha256 != expected {
+        let msg = format!(
+            "prev_manifest_sha256 {} does not match {} ({expected})",
+            bm.prev_manifest_sha256, holder.object
+        );
+        out.add(FindingKind::BrokenChain, b.object, msg);
+    } else if bm.seq != hm.seq.wrapping_add(1) {
+        let msg = format!("seq {} follows seq {} ({})", bm.seq, hm.seq, holder.object);
+        out.add(FindingKind::Reordered, b.object, msg);
+    }
 }
 
 #[cfg(test)]

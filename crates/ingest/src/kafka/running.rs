@@ -1,0 +1,380 @@
+//! The poll loop's state: one message at a time into its partition's sealer, periodic ticks,
+//! and the final seal at shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_format::OffsetRange;
+use cairn_format::segment::PreparedEvent;
+use cairn_kafka::AckedProducer;
+use cairn_sealer::{SealError, SealedSegment};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::dlq::dead_letter;
+use super::partition::{Partition, describe, start_position};
+use super::rebalance::{Ctx, apply_handover};
+use crate::{DecodeError, Decoder, IngestError, Metrics, Summary};
+
+/// How often [`Running::tick`] runs (age-based cuts, background writes, metrics, probes).
+pub(crate) const TICK: Duration = Duration::from_millis(500);
+
+/// Why handling a message stopped short.
+enum Step {
+    /// Sealing failed: rewind the partition (transient) or stop (permanent).
+    Seal(SealError),
+    Fatal(IngestError),
+    /// Blocked so long since the last poll that the group may have moved the partitions.
+    Stale,
+}
+
+impl From<SealError> for Step {
+    fn from(e: SealError) -> Self {
+        Step::Seal(e)
+    }
+}
+
+/// The loop: the consumer, and everything else (kept apart because a polled message borrows
+/// the consumer while the rest changes).
+pub(crate) struct Running {
+    pub consumer: BaseConsumer<Ctx>,
+    pub state: State,
+}
+
+pub(crate) struct State {
+    pub rt: tokio::runtime::Handle,
+    pub producer: AckedProducer,
+    pub decoder: Decoder,
+    pub dlq_topic: String,
+    pub metrics: Arc<Metrics>,
+    /// librdkafka's `max.poll.interval.ms`.
+    pub max_poll: Duration,
+    pub parts: Vec<Partition>,
+    pub summary: Summary,
+    pub leaf_buf: Vec<u8>,
+    /// When the loop last called `poll`.
+    pub polled_at: Instant,
+    pub ticked_at: Instant,
+}
+
+impl Running {
+    /// Polls once (up to 100 ms) and handles what arrived.
+    pub fn poll_once(&mut self) -> Result<(), IngestError> {
+        let c = &self.consumer;
+        let st = &mut self.state;
+        st.polled_at = Instant::now();
+        let polled = c.poll(Duration::from_millis(100));
+        if let Some(e) = c.context().fatal.lock().expect("fatal lock").take() {
+            return Err(e);
+        }
+        st.apply_handover(c);
+        st.drop_lost_assignment(c);
+        match polled {
+            None => Ok(()),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                st.metrics.kafka_error(matches!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+                ));
+                Ok(())
+            }
+            Some(Ok(m)) => {
+                st.metrics.message_received();
+                let Some(i) = st.parts.iter().position(|p| p.is(m.topic(), m.partition())) else {
+                    return Ok(());
+                };
+                let result = match st.handle(c, i, &m) {
+                    Ok(written) => Ok(written),
+                    Err(Step::Seal(e)) => Err(e),
+                    Err(Step::Fatal(e)) => return Err(e),
+                    Err(Step::Stale) => Ok(Vec::new()),
+                };
+                st.after_seal(c, i, result)
+            }
+        }
+    }
+
+    pub fn tick_due(&self) -> bool {
+        self.state.ticked_at.elapsed() >= TICK
+    }
+
+    /// Periodic work: a stale member rewinds, metrics, stalled probes, age-based cuts and
+    /// background writes.
+    pub fn tick(&mut self) -> Result<(), IngestError> {
+        let (c, st) = (&self.consumer, &mut self.state);
+        st.ticked_at = Instant::now();
+        st.drop_lost_assignment(c);
+        if st.rewind_if_stale(c)? {
+            return Ok(());
+        }
+        st.metrics.consumed(
+            st.parts
+                .iter()
+                .filter_map(|p| Some((p.topic.clone(), p.partition, p.consumed_next?))),
+        );
+        st.nudge_stalled_probes(c)?;
+        for i in 0..st.parts.len() {
+            let r = st.rt.block_on(st.parts[i].sealer.tick());
+            st.after_seal(c, i, r)?;
+        }
+        Ok(())
+    }
+
+    /// Seals what every partition holds and commits it. Nothing unsealed is committed.
+    pub fn shutdown(mut self) -> Result<Summary, IngestError> {
+        tracing::info!("shutting down; sealing what is buffered");
+        let (c, st) = (&self.consumer, &mut self.state);
+        st.metrics
+            .ready
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        st.drop_lost_assignment(c);
+        let mut unsealed = Vec::new();
+        for i in 0..st.parts.len() {
+            match st.rt.block_on(st.parts[i].sealer.flush()) {
+                Ok(written) => st.after_seal(c, i, Ok(written))?,
+                Err(e) => {
+                    let p = &st.parts[i];
+                    st.metrics.store_error(&p.topic);
+                    unsealed.push(format!("{}/{}: {e}", p.topic, p.partition));
+                }
+            }
+        }
+        if !unsealed.is_empty() {
+            return Err(IngestError::UnsealedAtShutdown { streams: unsealed });
+        }
+        Ok(std::mem::take(&mut st.summary))
+    }
+}
+
+impl State {
+    fn apply_handover(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let changes =
+            std::mem::take(&mut *consumer.context().handover.lock().expect("handover lock"));
+        apply_handover(&mut self.parts, changes);
+    }
+
+    /// librdkafka left the group on its own (`max.poll.interval.ms` exceeded while this
+    /// thread was blocked, e.g. on an unavailable dead-letter topic): other members may already
+    /// be sealing these partitions from the manifests, so nothing buffered here may be written.
+    fn drop_lost_assignment(&mut self, consumer: &BaseConsumer<Ctx>) {
+        if self.parts.is_empty() || !consumer.assignment_lost() {
+            return;
+        }
+        tracing::warn!(
+            partitions = self.parts.len(),
+            "the group assignment was lost (blocked longer than max.poll.interval.ms?); dropping unsealed buffers, the next owner re-reads them"
+        );
+        for p in self.parts.drain(..) {
+            self.metrics.partition_revoked(&p.topic, p.partition);
+        }
+    }
+
+    /// Decodes one message and feeds it to partition `i`'s sealer.
+    fn handle(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        i: usize,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<Vec<SealedSegment>, Step> {
+        let offset = m.offset();
+        let part = &mut self.parts[i];
+        if let Some(position) = part.confirm_position(offset) {
+            tracing::info!(
+                topic = %part.topic,
+                partition = part.partition,
+                resume = part.probe.as_ref().map_or(offset, |p| p.target),
+                received = offset,
+                reading_from = describe(position),
+                "the broker answered after the resume offset; re-reading from earlier to confirm"
+            );
+            consumer
+                .seek(
+                    &part.topic,
+                    part.partition,
+                    position,
+                    Duration::from_secs(10),
+                )
+                .map_err(|e| Step::Fatal(e.into()))?;
+            return Ok(Vec::new());
+        }
+        let mut written = Vec::new();
+        match part.sealer.resume_offset() {
+            Some(next) if offset < next => return Ok(written), // already sealed
+            Some(next) if offset > next => {
+                // Kafka skipped offsets (transaction markers, compaction, aborted records).
+                tracing::info!(
+                    topic = %part.topic,
+                    partition = part.partition,
+                    first = next,
+                    last = offset - 1,
+                    "offsets were not delivered; recording them as absent"
+                );
+                self.metrics.absent(&part.topic, (offset - next) as u64);
+                written.extend(
+                    self.rt
+                        .block_on(part.sealer.push_absent(next, offset - 1))?,
+                );
+            }
+            _ => {}
+        }
+        let payload = m.payload().unwrap_or(&[]);
+        let decoded = self.decoder.decode(payload).and_then(|e| {
+            PreparedEvent::new(&part.stream, offset, e, &mut self.leaf_buf)
+                .map_err(|e| DecodeError::Invalid(e.to_string()))
+        });
+        match decoded {
+            Ok(event) => {
+                written.extend(
+                    self.rt
+                        .block_on(part.sealer.push_prepared(&event, payload.len()))?,
+                );
+            }
+            Err(reason) => {
+                // On failure nothing is sealed or committed: the message is read again after
+                // a restart.
+                dead_letter(
+                    &self.rt,
+                    &self.producer,
+                    &self.dlq_topic,
+                    m,
+                    &reason.to_string(),
+                )
+                .map_err(Step::Fatal)?;
+                if self.away_too_long() {
+                    // Blocked too long: the partition may have a new owner already. Seal
+                    // nothing more here; the tick rewinds it before anything is written.
+                    return Err(Step::Stale);
+                }
+                let part = &mut self.parts[i];
+                self.metrics.dead_lettered(&part.topic);
+                written.extend(
+                    self.rt
+                        .block_on(part.sealer.push_rejected(offset, payload.len()))?,
+                );
+            }
+        }
+        Ok(written)
+    }
+
+    /// Commits what was sealed; on a transient sealing error rewinds the partition to its last
+    /// manifest, on a permanent one stops.
+    fn after_seal(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        i: usize,
+        result: Result<Vec<SealedSegment>, SealError>,
+    ) -> Result<(), IngestError> {
+        let written = match result {
+            Ok(written) => written,
+            Err(e) => {
+                let p = &self.parts[i];
+                let stream = format!("{}/{}", p.topic, p.partition);
+                self.metrics.store_error(&p.topic);
+                if !e.is_transient() {
+                    return Err(IngestError::Seal { stream, source: e });
+                }
+                tracing::warn!(stream = %stream, error = %e, "sealing failed; rewinding to the last manifest");
+                std::thread::sleep(Duration::from_millis(500));
+                return self.rewind(consumer, i);
+            }
+        };
+        let p = &self.parts[i];
+        for s in &written {
+            let m = &s.manifest.manifest;
+            self.summary.segments += 1;
+            self.summary.events += m.event_count;
+            self.summary.dead_lettered += OffsetRange::total(&m.rejected);
+            self.metrics.segment_sealed(
+                &p.topic,
+                p.partition,
+                m.event_count,
+                m.parquet.size,
+                s.latency,
+                m.last_offset + 1,
+            );
+        }
+        if let Some(last) = written.last() {
+            let mut tpl = TopicPartitionList::new();
+            let next = last.manifest.manifest.last_offset + 1;
+            tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next))?;
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                // Only an optimisation: positions come from manifests.
+                tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "commit failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reopens partition `i` from the store (dropping what it buffered) and positions the
+    /// consumer at its resume point.
+    fn rewind(&mut self, consumer: &BaseConsumer<Ctx>, i: usize) -> Result<(), IngestError> {
+        let (topic, partition) = (self.parts[i].topic.clone(), self.parts[i].partition);
+        let Some(fresh) = consumer.context().open_partition(&topic, partition) else {
+            return Ok(()); // shutting down (or stopping: the next poll reports why)
+        };
+        let position = start_position(fresh.sealer.resume_offset());
+        consumer.seek(&topic, partition, position, Duration::from_secs(10))?;
+        self.parts[i] = fresh;
+        Ok(())
+    }
+
+    fn away_too_long(&self) -> bool {
+        self.polled_at.elapsed() >= self.max_poll / 2
+    }
+
+    /// Has this thread been away from `poll` so long (half of `max.poll.interval.ms`) that
+    /// librdkafka may have left the group and another member may own the partitions? Then
+    /// nothing held may be written: every partition is rewound to its manifests, and the next
+    /// poll either revokes them or carries on from there. (librdkafka's `assignment_lost` does
+    /// not say so while a rebalance it could not take part in is still pending.)
+    fn rewind_if_stale(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<bool, IngestError> {
+        if !self.away_too_long() || self.parts.is_empty() {
+            return Ok(false);
+        }
+        tracing::warn!(
+            away_ms = self.polled_at.elapsed().as_millis() as u64,
+            max_poll_interval_ms = self.max_poll.as_millis() as u64,
+            "away from poll too long; rewinding every partition to its manifests before sealing more"
+        );
+        for i in 0..self.parts.len() {
+            self.rewind(consumer, i)?;
+        }
+        Ok(true)
+    }
+
+    /// A positioned partition that has received nothing for a while: a broker that serves
+    /// batches from their start may be holding the target in a batch that begins before the
+    /// position, serving none of it. (tansu 0.6 also misreports the high watermark, so it cannot
+    /// be asked.) Step further back; already-sealed records are skipped.
+    fn nudge_stalled_probes(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<(), IngestError> {
+        for part in self.parts.iter_mut() {
+            let Some(probe) = &mut part.probe else {
+                continue;
+            };
+            if probe.saw_before || probe.since.elapsed() < Duration::from_secs(2) {
+                continue;
+            }
+            match probe.step_back() {
+                Some(position) => {
+                    tracing::info!(
+                        topic = %part.topic,
+                        partition = part.partition,
+                        resume = probe.target,
+                        reading_from = describe(position),
+                        "nothing received while resuming; re-reading from earlier"
+                    );
+                    consumer.seek(
+                        &part.topic,
+                        part.partition,
+                        position,
+                        Duration::from_secs(10),
+                    )?;
+                }
+                None => part.probe = None, // read from the beginning: a quiet partition
+            }
+        }
+        Ok(())
+    }
+}
