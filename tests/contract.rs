@@ -3,9 +3,7 @@
 //! the same content (`key_value`/`key`/`value` map parts, nullable declarations) was a
 //! content mismatch to cairn and could not be adopted as a crash leftover.
 
-mod common;
-
-use common::*;
+use cairn_tests::*;
 use std::path::{Path, PathBuf};
 
 struct Setup {

@@ -10,6 +10,7 @@ use cairn_format::merkle::{MerkleBuilder, leaf_hash, node_hash};
 use cairn_format::names::{ObjectKind, object_name};
 use cairn_format::segment::{SegmentBuilder, encode_parquet, scan_segment};
 use cairn_format::{Digest, Manifest, OffsetRange, SignedManifest, SigningKey};
+use cairn_tests::*;
 
 const EVENT_1: &str = r#"{"event_id":"7f1c2a9e-3b4d-4c5e-8f60-718293a4b5c6","occurred_at":"2026-11-26T09:30:00.123456Z","tenant":"acme","actor":{"id":"u-42","type":"user","ip":"192.0.2.7"},"action":"invoice.read","resource":{"type":"invoice","id":"inv-1001"},"outcome":"success","source":"billing-api","sensitivity":"pii","details":{"request_id":"r-1","region":"eu"}}"#;
 const EVENT_3: &str = r#"{"event_id":"0a1b2c3d-4e5f-4a6b-9c7d-8e9fa0b1c2d3","occurred_at":"2026-11-26T09:30:01Z","tenant":"globex","actor":{"id":"svc-7","type":"service"},"action":"user.login","resource":{"type":"user","id":"u-9"},"outcome":"denied","source":"auth-service","sensitivity":"internal"}"#;

@@ -3,9 +3,7 @@
 //! object, idempotent re-runs, and tampering that Object Lock still allows: new versions and
 //! delete markers shadowing sealed objects, extra forged objects, foreign keys.
 
-mod common;
-
-use common::*;
+use cairn_tests::*;
 use std::collections::BTreeSet;
 
 fn seal_args<'a>(store: &'a str, key: &'a str, input: &'a str) -> Vec<&'a str> {

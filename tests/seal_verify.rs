@@ -1,9 +1,7 @@
 //! End to end on a local store: keygen, seal (with malformed lines), verify, resume, crash
 //! recovery, and independent readers (DuckDB, pyarrow) opening the sealed Parquet files.
 
-mod common;
-
-use common::*;
+use cairn_tests::*;
 use std::io::Write;
 
 #[test]

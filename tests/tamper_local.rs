@@ -1,9 +1,7 @@
 //! Tampering with a local store in each way an attacker or accident could, and asserting that
 //! `cairn verify` names exactly that problem, on exactly that object, with exit code 1.
 
-mod common;
-
-use common::*;
+use cairn_tests::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

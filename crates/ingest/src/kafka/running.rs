@@ -141,8 +141,21 @@ impl Running {
                 }
             }
         }
-        if !unsealed.is_empty() {
+                if !unsealed.is_empty() {
             return Err(IngestError::UnsealedAtShutdown { streams: unsealed });
+        }
+        // The commits after each seal are asynchronous; the last ones must not be lost with
+        // the process (they are what lag monitors read).
+        let mut tpl = TopicPartitionList::new();
+        for p in &st.parts {
+            if let Some(next) = p.sealer.resume_offset() {
+                tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next))?;
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = c.commit(&tpl, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "final commit failed (positions come from the store)");
         }
         Ok(std::mem::take(&mut st.summary))
     }

@@ -1,0 +1,134 @@
+//! `cairn ingest` in a consumer group: two instances split the partitions (eager and
+//! cooperative protocols), and a member the group moved on from writes nothing more.
+
+use cairn_tests::*;
+use rdkafka::producer::Producer;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+#[test]
+fn two_instances_in_one_group_split_partitions_and_seal_everything_once() {
+    two_instances_seal_everything_once("range");
+}
+
+#[test]
+fn two_instances_with_the_cooperative_protocol_seal_everything_once() {
+    two_instances_seal_everything_once("cooperative-sticky");
+}
+
+fn two_instances_seal_everything_once(strategy: &str) {
+    let (broker, _tmp, keys, store) = setup(3);
+    let store_s = store.to_str().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let strategy = format!("partition.assignment.strategy={strategy}");
+    let a = Ingester::start(
+        &broker,
+        store_s,
+        &keys.key,
+        &[
+            "--segment-events",
+            "25",
+            "--metrics-addr",
+            &metrics,
+            "--kafka",
+            &strategy,
+        ],
+    );
+    a.wait_assigned(Duration::from_secs(30));
+    let p = producer(&broker);
+    for i in 0..300u64 {
+        send(&p, "audit", (i % 3) as i32, json_event(i, "t").as_bytes());
+        if i == 100 {
+            p.flush(Duration::from_secs(10)).unwrap();
+        }
+    }
+    let b = Ingester::start(
+        &broker,
+        store_s,
+        &keys.key,
+        &["--segment-events", "25", "--kafka", &strategy],
+    );
+    b.wait_assigned(Duration::from_secs(60));
+    produce_json(&p, 300..600, 3);
+    let report = wait_sealed(
+        store_s,
+        &keys.public,
+        600,
+        &[199, 199, 199],
+        Duration::from_secs(90),
+    );
+    assert_eq!(report["intact"], true, "{report:#}");
+
+    let body = http_get(&metrics, "/metrics");
+    assert!(
+        body.contains("cairn_events_sealed_total{topic=\"audit\"}"),
+        "{body}"
+    );
+    assert!(http_get(&metrics, "/healthz").starts_with("HTTP/1.1 200"));
+    let (a_got, b_got) = (
+        a.events("partition assigned"),
+        b.events("partition assigned"),
+    );
+    a.terminate();
+    b.terminate();
+    assert!(
+        !a_got.is_empty() && !b_got.is_empty(),
+        "both instances got partitions"
+    );
+    let ids = sealed_event_ids(&store);
+    assert_eq!(ids.len(), 600, "each event sealed once");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 600);
+}
+
+/// An instance blocked on an unavailable dead-letter topic for longer than
+/// `max.poll.interval.ms` loses its partition to another member. When its dead-letter write
+/// finally succeeds it must not write what it still holds (here a cut segment, 10..=19, whose
+/// write was pending): the new owner already sealed those offsets with other boundaries, and
+/// a second, overlapping chain could never be removed from write-once storage.
+#[test]
+fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
+    let (broker, _tmp, keys, store) = setup(1);
+    let store_s = store.to_str().unwrap();
+    let p = producer(&broker);
+    produce_json(&p, 0..20, 1);
+    send(&p, "audit", 0, b"not an event");
+    produce_json(&p, 20..40, 1);
+
+    // A (segments of 10) seals 0..=9, cuts 10..=19 (written at its next tick), then blocks on
+    // the bad message at offset 20: its dead-letter topic does not exist yet.
+    let poll = "max.poll.interval.ms=7000";
+    let a = Ingester::builder(&broker, store_s, &keys.key)
+        .max_age(600)
+        .dlq("audit.dlq.late")
+        .args(&["--segment-events", "10", "--kafka", poll])
+        .start();
+    a.wait_assigned(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sealed_through(&store), 9, "A is blocked at offset 20");
+
+    // B (segments of 7) takes the partition over once A is out of the group.
+    let b = Ingester::builder(&broker, store_s, &keys.key)
+        .max_age(1)
+        .args(&["--segment-events", "7", "--kafka", poll])
+        .start();
+    let report = wait_sealed(store_s, &keys.public, 40, &[40], Duration::from_secs(90));
+    assert_eq!(report["intact"], true, "{report:#}");
+
+    // A's dead-letter topic appears: its write succeeds, and A must drop what it holds.
+    broker.create_topic("audit.dlq.late", 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while a
+        .events("away from poll too long; rewinding every partition to its manifests before sealing more")
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "A never noticed: {:#?}", a.saw());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    a.terminate();
+    b.terminate();
+    let (code, report) = verify(store_s, &[&keys.public]);
+    assert_eq!(code, 0, "no overlapping segment from A: {report:#}");
+    assert_eq!(report["events_checked"], 40, "{report:#}");
+    assert_eq!(sealed_event_ids(&store).len(), 40);
+}
