@@ -80,7 +80,7 @@ fn two_instances_seal_everything_once(strategy: &str) {
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 600);
 }
 
-/// An instance blocked on an unavailable dead-letter topic for longer than
+/// Regression (f440131). An instance blocked on an unavailable dead-letter topic for longer than
 /// `max.poll.interval.ms` loses its partition to another member. When its dead-letter write
 /// finally succeeds it must not write what it still holds (here a cut segment, 10..=19, whose
 /// write was pending): the new owner already sealed those offsets with other boundaries, and

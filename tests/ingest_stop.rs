@@ -4,7 +4,7 @@
 use cairn_tests::*;
 use std::time::{Duration, Instant};
 
-/// Regression: a failed final seal at shutdown used to exit 0.
+/// Regression (99420cc): a failed final seal at shutdown used to exit 0.
 #[test]
 fn a_failed_seal_at_shutdown_exits_nonzero_and_the_next_start_seals_everything() {
     let (broker, _tmp, keys, store) = setup(1);

@@ -27,5 +27,5 @@ pub use s3::*;
 // The crates test files use directly, so the `cairn` package needs only this one dev-dependency.
 pub use {
     apache_avro, bytes, cairn_format, cairn_store, cairn_verify, hex, parquet, rdkafka, serde_json,
-    tempfile,
+    tempfile, tokio,
 };

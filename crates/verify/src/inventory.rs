@@ -18,8 +18,9 @@ pub(crate) struct Inventory {
     pub findings: Vec<Finding>,
 }
 
-/// Lists the whole store (not only `v1/streams/`) and classifies every entry.
-pub(crate) async fn take(store: &StoreReader) -> Result<Inventory, VerifyError> {
+/// Lists the store under `prefix` (`""`: the whole store, not only `v1/streams/`) and
+/// classifies every entry.
+pub(crate) async fn take(store: &StoreReader, prefix: &str) -> Result<Inventory, VerifyError> {
     let mut inv = Inventory {
         objects: BTreeMap::new(),
         non_regular: BTreeSet::new(),
@@ -27,9 +28,9 @@ pub(crate) async fn take(store: &StoreReader) -> Result<Inventory, VerifyError> 
         parquets: Vec::new(),
         findings: Vec::new(),
     };
-    match store.versions("").await? {
+    match store.versions(prefix).await? {
         None => {
-            for o in store.list("").await? {
+            for o in store.list(prefix).await? {
                 match o.kind {
                     EntryKind::Regular => {
                         inv.objects.insert(o.name, None);

@@ -36,6 +36,10 @@ pub enum VerifyError {
     /// docs/FORMAT.md §8.2: nothing to verify is not a pass.
     #[error("no sealed segments found in {store}: it holds no manifest ({other} other objects)")]
     Empty { store: String, other: usize },
+    #[error(
+        "{0:?} is not a manifest's object name (v1/streams/<stream>/<partition>/<first>-<last>.manifest)"
+    )]
+    NotAManifest(String),
 }
 
 pub struct VerifyOptions<'a> {
@@ -54,6 +58,72 @@ impl Default for VerifyOptions<'_> {
     }
 }
 
+/// The verdict on one segment alone: FORMAT.md §8.3 steps 1–8 for its manifest and Parquet
+/// file (and §8.2 for those two names: links, shadowing versions). For readers that serve or
+/// export single segments — the query service's verify-on-read, audit bundles. What only the
+/// stream walk can judge (gaps, overlaps, chain links, and whether an invalid signature's body
+/// was altered) is not judged here: an invalid signature is reported as `bad_signature`.
+#[derive(Clone, Debug)]
+pub struct SegmentVerdict {
+    /// The manifest, when it could be read and parsed.
+    pub manifest: Option<cairn_format::SignedManifest>,
+    pub findings: Vec<Finding>,
+    /// Rows read and checked.
+    pub events: u64,
+}
+
+impl SegmentVerdict {
+    /// No finding but warnings: the segment's rows are exactly what a trusted key signed.
+    pub fn is_intact(&self) -> bool {
+        self.findings
+            .iter()
+            .all(|f| f.severity == Severity::Warning)
+    }
+}
+
+/// Checks the segment whose manifest is `manifest_object` against `keys`.
+pub async fn check_segment(
+    store: &StoreReader,
+    keys: &[PublicKey],
+    manifest_object: &str,
+) -> Result<SegmentVerdict, VerifyError> {
+    if keys.is_empty() {
+        return Err(VerifyError::NoKeys);
+    }
+    let name = cairn_format::names::parse_object_name(manifest_object)
+        .filter(|n| n.kind == cairn_format::ObjectKind::Manifest)
+        .ok_or_else(|| VerifyError::NotAManifest(manifest_object.to_string()))?;
+    // Both of the segment's names share everything up to the extension.
+    let prefix = manifest_object.trim_end_matches("manifest");
+    let inv = inventory::take(store, prefix).await?;
+    let c = segment::check_manifest(store, &inv, keys, manifest_object.to_string(), name).await;
+    let mut findings: Vec<Finding> = inv
+        .findings
+        .into_iter()
+        .filter(|f| f.kind != FindingKind::UnexpectedObject)
+        .collect();
+    findings.extend(c.findings);
+    findings.extend(c.file_findings);
+    let manifest = c.parsed.map(|p| {
+        if let Some(problem) = &p.signature_problem
+            && p.signature == cairn_format::manifest::SignatureCheck::Invalid
+        {
+            findings.push(Finding::new(
+                FindingKind::BadSignature,
+                Some(&c.name.stream),
+                &c.object,
+                problem.to_string(),
+            ));
+        }
+        p.manifest
+    });
+    Ok(SegmentVerdict {
+        manifest,
+        findings,
+        events: c.events,
+    })
+}
+
 /// Verifies the whole store against `keys`.
 pub async fn verify_store(
     store: &StoreReader,
@@ -63,7 +133,7 @@ pub async fn verify_store(
     if keys.is_empty() {
         return Err(VerifyError::NoKeys);
     }
-    let inv = inventory::take(store).await?;
+    let inv = inventory::take(store, "").await?;
     let listing_failed = inv.findings.iter().any(|f| f.severity == Severity::Error);
     if inv.manifests.is_empty() && !listing_failed {
         return Err(VerifyError::Empty {

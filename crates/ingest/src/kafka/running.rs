@@ -141,7 +141,7 @@ impl Running {
                 }
             }
         }
-                if !unsealed.is_empty() {
+        if !unsealed.is_empty() {
             return Err(IngestError::UnsealedAtShutdown { streams: unsealed });
         }
         // The commits after each seal are asynchronous; the last ones must not be lost with
