@@ -156,6 +156,20 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
                 _ => None,
             };
         }
+                        use cairn_ingest::{ConfigError, IngestError};
+        let config = cause.downcast_ref::<ConfigError>().or(match cause.downcast_ref() {
+            Some(IngestError::Config(c)) => Some(c),
+            _ => None,
+        });
+        if let Some(c) = config {
+            return match c {
+                ConfigError::NoTopics => Some("pass --topics a,b (or set topics in the config file)"),
+                ConfigError::NoDeadLetterTopic => {
+                    Some("pass --dlq-topic NAME (or set dlq_topic in the config file)")
+                }
+                _ => None,
+            };
+        }
         match cause.downcast_ref::<SealError>() {
             Some(SealError::ChainHead { .. }) => Some(
                 "run `cairn verify --store … --pubkey …` on this store; a stream is extended only with the key that signed its newest manifest",

@@ -98,6 +98,10 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("no topics: set `topics` or `topic_regex`")]
+    NoTopics,
+    #[error("no dead-letter topic: set `dlq_topic` (bad messages must go somewhere)")]
+    NoDeadLetterTopic,
 }
 
 impl IngestConfig {
@@ -116,16 +120,13 @@ impl IngestConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.topics.is_empty() && self.topic_regex.is_none() {
-            return bad("no topics: set `topics` (or `topic_regex`) or pass --topics".into());
+            return Err(ConfigError::NoTopics);
         }
         if !self.topics.is_empty() && self.topic_regex.is_some() {
             return bad("set either `topics` or `topic_regex`, not both".into());
         }
         if self.dlq_topic.is_empty() {
-            return bad(
-                "no dead-letter topic: set `dlq_topic` or pass --dlq-topic (bad messages must go somewhere)"
-                    .into(),
-            );
+            return Err(ConfigError::NoDeadLetterTopic);
         }
         if self.topics.contains(&self.dlq_topic) {
             return bad(format!(
