@@ -73,7 +73,7 @@ pkill -TERM -f "^$CAIRN ingest --brokers 127.0.0.1:$PORT" || true  # not /usr/bi
 wait "${PIDS[1]}" 2>/dev/null || true
 sleep 1
 read -r _ RSS_KB < "$DIR/ingest.time"
-"$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" | tail -1
+"$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" | grep -E "^(INTACT|INTEGRITY FAILURE|INCOMPLETE)"
 python3 - "$RAW_N" "$RAW_S" "$START" "$END" "$RSS_KB" "$EVENTS" <<'PY'
 import sys
 raw_n, raw_s, start, end, rss, n = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
