@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ingest benchmark, one run on the same topic (3 partitions, EVENTS events from
-# scripts/gen_events.py, produced to a local tansu broker):
+# scripts/gen_events.py, produced to a local Apache Kafka 4.4 broker started here):
 #   raw:   a plain librdkafka consumer (confluent-kafka, batch consume) that only counts messages
 #   cairn: `cairn ingest` from Kafka to sealed, verified segments (time until every offset of
 #          every partition is in a stored manifest), plus its peak RSS
@@ -10,22 +10,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"; cd "$ROOT"
 CAIRN="${CAIRN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}/release/cairn}"
 EVENTS="${EVENTS:-1000000}"
 DIR="${BENCH_DIR:-/tmp/cairn-bench-ingest}"
-TANSU="$(scripts/ensure-tansu.sh)"
 scripts/ensure-python-deps.sh
+scripts/ensure-kafka.sh >/dev/null
+. scripts/kafka.sh
 [ -x "$CAIRN" ] || { echo "build cairn first: cargo build --release -p cairn" >&2; exit 1; }
 if [ -d "$DIR" ]; then chmod -R u+w "$DIR"; rm -rf "$DIR"; fi
 mkdir -p "$DIR"
-PIDS=(); trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+PIDS=(); trap 'kill "${PIDS[@]}" 2>/dev/null || true; kafka_stop' EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-  --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break; sleep 0.2; done
-"$TANSU" topic create audit --partitions 3 --broker "tcp://127.0.0.1:$PORT" >/dev/null
-"$TANSU" topic create audit.dlq --partitions 1 --broker "tcp://127.0.0.1:$PORT" >/dev/null
+kafka_start "$DIR" "${KAFKA_HEAP:-1g}"
+PORT="${KAFKA_ADDR##*:}"
+kafka_topic audit 3
+kafka_topic audit.dlq 1
 python3 scripts/gen_events.py --count "$EVENTS" --out "$DIR/events.jsonl" --seed 1
-python3 scripts/produce.py --brokers "127.0.0.1:$PORT" --topic audit --partitions 3 "$DIR/events.jsonl"
+python3 scripts/produce.py --brokers "$KAFKA_ADDR" --topic audit --partitions 3 "$DIR/events.jsonl"
 
 echo "== raw consumption (confluent-kafka, counting only)"
 RAW=$(python3 - "$PORT" "$EVENTS" <<'PY'

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs cairn end to end on generated sample data: keygen; Kafka ingest (a local tansu broker,
-# 3 partitions, some malformed messages → dead-letter topic) into a write-once vault; seal a
-# JSONL file into S3 with Object Lock (a local moto_server); verify both; then tamper with a
-# copy and show verify catching it. Installs what it needs (tansu is built once, ~7 min);
-# leaves its work in ${DEMO_DIR:-.demo}.
+# Runs cairn end to end on generated sample data: keygen; Kafka ingest (a local Apache Kafka
+# 4.4 broker, 3 partitions, some malformed messages → dead-letter topic) into a write-once
+# vault; seal a JSONL file into S3 with Object Lock (a local moto_server); verify both; then
+# tamper with a copy and show verify catching it. Installs what it needs (Kafka's jars from
+# Maven Central once, the Python peers); starts and stops its own services; leaves its work in
+# ${DEMO_DIR:-.demo}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
@@ -11,7 +12,8 @@ DIR="${DEMO_DIR:-$PWD/.demo}"
 EVENTS="${EVENTS:-20000}"
 
 scripts/ensure-python-deps.sh
-TANSU="$(scripts/ensure-tansu.sh)"
+scripts/ensure-kafka.sh >/dev/null
+. scripts/kafka.sh
 echo "== building cairn"
 cargo build --release --locked -p cairn
 CAIRN="$CARGO_TARGET_DIR/release/cairn"
@@ -27,21 +29,18 @@ echo "== cairn keygen"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 150); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$1))" 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 did not open" >&2; return 1; }
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; kafka_stop' EXIT
 
-echo "== Kafka: starting tansu on 127.0.0.1, topics audit (3 partitions) and audit.dlq"
-KPORT=$(free_port)
-"$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" \
-  --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
-PIDS+=($!)
-wait_port "$KPORT"
-"$TANSU" topic create audit --partitions 3 --broker "tcp://127.0.0.1:$KPORT"
-"$TANSU" topic create audit.dlq --partitions 1 --broker "tcp://127.0.0.1:$KPORT"
-python3 scripts/produce.py --brokers "127.0.0.1:$KPORT" --topic audit --partitions 3 "$DIR/events.jsonl"
+echo "== Kafka: starting Apache Kafka 4.4 (KRaft) on 127.0.0.1, topics audit (3 partitions) and audit.dlq"
+kafka_start "$DIR"
+echo "broker at $KAFKA_ADDR"
+kafka_topic audit 3
+kafka_topic audit.dlq 1
+python3 scripts/produce.py --brokers "$KAFKA_ADDR" --topic audit --partitions 3 "$DIR/events.jsonl"
 
 MPORT=$(free_port)
 cat >"$DIR/cairn.toml" <<TOML
-brokers = "127.0.0.1:$KPORT"
+brokers = "$KAFKA_ADDR"
 topics = ["audit"]
 group = "cairn-demo"
 store = "$DIR/vault"

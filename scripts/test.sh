@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README, and .ci/run): installs what the tests need, checks formatting and
-# lints, then runs every test. Tests start their own services (tansu for Kafka, moto_server for
+# lints, then runs every test. Tests start their own services (Apache Kafka, moto_server for
 # S3) on 127.0.0.1 and fail, never skip, when one cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +9,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 scripts/ensure-python-deps.sh
-# The Kafka-protocol broker for the ingest tests (built once, ~7 min, then cached).
-CAIRN_TANSU="$(scripts/ensure-tansu.sh)"
-export CAIRN_TANSU
+# Apache Kafka's broker for the ingest tests (resolved from Maven Central once, then cached).
+CAIRN_KAFKA="$(scripts/ensure-kafka.sh)"
+export CAIRN_KAFKA
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -141,8 +141,7 @@ fn an_s3_outage_pauses_sealing_commits_nothing_early_and_loses_nothing() {
 
 #[test]
 fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
-    let s3 = S3Server::start();
-    let mut broker = Broker::start_on_s3(&s3, "tansu");
+    let mut broker = Broker::start();
     broker.create_topic("audit", 3);
     broker.create_topic("audit.dlq", 1);
     let tmp = tempfile::tempdir().unwrap();

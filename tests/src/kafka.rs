@@ -1,4 +1,4 @@
-//! A real Kafka-protocol broker on 127.0.0.1, a network gate in front of any service, and
+//! A real Apache Kafka broker on 127.0.0.1, a network gate in front of any service, and
 //! producing test messages with a real Kafka client.
 
 use std::path::PathBuf;
@@ -7,135 +7,258 @@ use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use apache_avro::types::{Record, Value};
-use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::cli::repo;
-use crate::s3::{S3Server, free_port};
+use crate::s3::free_port;
 
-/// The tansu binary: `$CAIRN_TANSU`, else where scripts/ensure-tansu.sh installs it.
-pub fn tansu_bin() -> PathBuf {
-    let bin = std::env::var_os("CAIRN_TANSU")
+/// Apache Kafka's jars (`libs/`): `$CAIRN_KAFKA`, else where scripts/ensure-kafka.sh installs
+/// them.
+pub fn kafka_home() -> PathBuf {
+    let home = std::env::var_os("CAIRN_KAFKA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/cairn/tools/bin/tansu")
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/cairn/tools/kafka-4.4.0")
         });
     assert!(
-        bin.exists(),
-        "tansu not found at {} (scripts/test.sh installs it with scripts/ensure-tansu.sh)",
-        bin.display()
+        home.join("libs").is_dir(),
+        "Apache Kafka not found at {} (scripts/test.sh installs it with scripts/ensure-kafka.sh)",
+        home.display()
     );
-    bin
+    home
 }
 
-/// A real Kafka-protocol broker (tansu) on 127.0.0.1, stopped on drop. In-memory storage, or
-/// S3 storage on a moto server for tests that restart the broker.
+/// A real Apache Kafka broker (single-node KRaft, 4.4.0) on 127.0.0.1, with its log
+/// directories in a temporary directory that outlives a `kill`, so it can be restarted with its
+/// data. Stopped on drop.
 pub struct Broker {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     pub addr: String,
-    url: String,
-    storage: String,
-    env: Vec<(&'static str, String)>,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
     pub fn start() -> Broker {
-        Broker::spawn(free_port(), "memory://tansu/".into(), Vec::new())
+        Broker::start_with(&[])
     }
 
-    /// tansu keeping its topics, records and group offsets in `bucket` on `s3` (which must
-    /// outlive it), so that it can be restarted with its data.
-    pub fn start_on_s3(s3: &S3Server, bucket: &str) -> Broker {
-        s3.admin(&["create-bucket", bucket]);
-        let env = vec![
-            ("AWS_ENDPOINT", s3.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-        ];
-        Broker::spawn(free_port(), format!("s3://{bucket}/"), env)
+    /// A broker with extra `server.properties` lines (`key=value`).
+    pub fn start_with(extra: &[&str]) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, cport) = (free_port(), free_port());
+        let log = dir.path().join("broker.log");
+        let props = format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{cport}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             log.dirs={}\n\
+             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=1\n\
+             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=1\n\
+             group.initial.rebalance.delay.ms=0\nauto.create.topics.enable=false\n{}\n",
+            dir.path().join("data").display(),
+            extra.join("\n")
+        );
+        std::fs::write(dir.path().join("server.properties"), props).unwrap();
+        std::fs::write(
+            dir.path().join("log4j2.properties"),
+            format!(
+                "appender.file.type = File\nappender.file.name = file\n\
+                 appender.file.fileName = {}\nappender.file.layout.type = PatternLayout\n\
+                 appender.file.layout.pattern = [%d] %p %m (%c)%n\n\
+                 rootLogger.level = info\nrootLogger.appenderRef.file.ref = file\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let cluster_id = {
+            let mut b = [0u8; 16];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+                .unwrap();
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        };
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(kafka_home().join("libs/*"))
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                dir.path().join("log4j2.properties").display()
+            ))
+            .args(["kafka.tools.StorageTool", "format"])
+            .arg(format!("--cluster-id={cluster_id}"))
+            .arg("-c")
+            .arg(dir.path().join("server.properties"))
+            .output()
+            .expect("java must be installed (Java 17)");
+        assert!(
+            out.status.success(),
+            "formatting Kafka storage: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut broker = Broker {
+            child: None,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        broker.spawn();
+        broker
     }
 
-    fn spawn(port: u16, storage: String, env: Vec<(&'static str, String)>) -> Broker {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &storage])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(std::process::Stdio::null())
+    /// Starts the JVM on the configured ports and log directories; waits for metadata.
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let child = Command::new("java")
+            .args(["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                d.join("log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(kafka_home().join("libs/*"))
+            .arg("kafka.Kafka")
+            .arg(d.join("server.properties"))
+            .stdout(std::fs::File::create(d.join("stdout.log")).unwrap())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start tansu");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            .expect("start kafka");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .unwrap();
+        while probe
+            .fetch_metadata(None, Duration::from_millis(500))
+            .map_or(true, |m| m.brokers().is_empty())
+        {
             assert!(
-                std::time::Instant::now() < deadline,
-                "tansu did not start on {url}"
+                Instant::now() < deadline,
+                "Kafka did not answer on {} within 60 s; broker log:\n{}",
+                self.addr,
+                self.log_tail()
             );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        Broker {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-            url,
-            storage,
-            env,
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// `kill -9` of the broker process.
+    /// The last lines of the broker's log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `kill -9` of the broker process; its log directories stay.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
-    /// Starts the broker again on the same port with the same storage.
+    /// Starts the broker again on the same ports and log directories.
     pub fn restart(&mut self) {
         self.kill();
-        let port: u16 = self.addr.rsplit(':').next().unwrap().parse().unwrap();
-        let fresh = Broker::spawn(port, self.storage.clone(), std::mem::take(&mut self.env));
-        *self = fresh;
+        self.spawn();
+    }
+
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .expect("admin client")
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(tansu_bin())
-            .args([
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-            ])
-            .args(["--broker", &self.url])
-            .output()
+        let topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
+        let results =
+            futures::executor::block_on(self.admin().create_topics([&topic], &AdminOptions::new()))
+                .expect("create topic");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        }
+        self.wait_partitions(name, partitions as usize);
+    }
+
+    /// Grows `name` to `total` partitions.
+    pub fn add_partitions(&self, name: &str, total: u32) {
+        let np = NewPartitions::new(name, total as usize);
+        let results = futures::executor::block_on(
+            self.admin()
+                .create_partitions([&np], &AdminOptions::new()),
+        )
+        .expect("create partitions");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create partitions {t}: {e}"));
+        }
+        self.wait_partitions(name, total as usize);
+    }
+
+    /// DeleteRecords: removes every record of `topic`/`partition` before `before` (the log
+    /// start offset becomes `before`), as retention would.
+    pub fn delete_records(&self, topic: &str, partition: i32, before: i64) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(before))
             .unwrap();
-        assert!(
-            out.status.success(),
-            "tansu topic create {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out =
+            futures::executor::block_on(self.admin().delete_records(&tpl, &AdminOptions::new()))
+                .expect("delete records");
+        for e in out.elements() {
+            assert!(e.error().is_ok(), "delete records: {:?}", e.error());
+        }
+    }
+
+    /// (log start offset, high watermark) of `topic`/`partition`.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> (i64, i64) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .unwrap();
+        c.fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .unwrap()
+    }
+
+    fn wait_partitions(&self, name: &str, n: usize) {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let md = c.fetch_metadata(Some(name), Duration::from_secs(5)).unwrap();
+            let ready = md.topics().first().is_some_and(|t| {
+                t.partitions().len() == n && t.partitions().iter().all(|p| p.leader() >= 0)
+            });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "topic {name} never had {n} partitions");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
 /// A TCP forwarder on 127.0.0.1 in front of a real service, to cut the network to it: while
 /// closed, open connections are shut down and new ones are closed at once. The service itself
-/// keeps running with its data (moto_server and tansu's memory engine lose everything when
+/// keeps running with its data (moto_server keeps everything in memory and loses it when
 /// stopped, so an outage is simulated on the wire instead).
 pub struct Gate {
     pub addr: String,
