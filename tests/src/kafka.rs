@@ -10,9 +10,9 @@ use apache_avro::types::{Record, Value};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::cli::repo;
 use crate::s3::free_port;
@@ -120,7 +120,12 @@ impl Broker {
     fn spawn(&mut self) {
         let d = self.dir.path();
         let child = Command::new("java")
-            .args(["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+            .args([
+                "-Xms128m",
+                "-Xmx512m",
+                "-XX:+UseSerialGC",
+                "-Djava.awt.headless=true",
+            ])
             .arg(format!(
                 "-Dlog4j2.configurationFile={}",
                 d.join("log4j2.properties").display()
@@ -196,8 +201,7 @@ impl Broker {
     pub fn add_partitions(&self, name: &str, total: u32) {
         let np = NewPartitions::new(name, total as usize);
         let results = futures::executor::block_on(
-            self.admin()
-                .create_partitions([&np], &AdminOptions::new()),
+            self.admin().create_partitions([&np], &AdminOptions::new()),
         )
         .expect("create partitions");
         for r in results {
@@ -237,14 +241,19 @@ impl Broker {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let md = c.fetch_metadata(Some(name), Duration::from_secs(5)).unwrap();
+            let md = c
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .unwrap();
             let ready = md.topics().first().is_some_and(|t| {
                 t.partitions().len() == n && t.partitions().iter().all(|p| p.leader() >= 0)
             });
             if ready {
                 return;
             }
-            assert!(Instant::now() < deadline, "topic {name} never had {n} partitions");
+            assert!(
+                Instant::now() < deadline,
+                "topic {name} never had {n} partitions"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -115,6 +115,7 @@ impl Running {
                 .filter_map(|p| Some((p.topic.clone(), p.partition, p.consumed_next?))),
         );
         st.nudge_stalled_probes(c)?;
+        st.skip_to_positions(c)?;
         for i in 0..st.parts.len() {
             let r = st.rt.block_on(st.parts[i].sealer.tick());
             st.after_seal(c, i, r)?;
@@ -215,23 +216,10 @@ impl State {
         let mut written = Vec::new();
         match part.sealer.resume_offset() {
             Some(next) if offset < next => return Ok(written), // already sealed
-            Some(next) if offset > next => {
-                // Kafka skipped offsets (transaction markers, compaction, aborted records).
-                tracing::info!(
-                    topic = %part.topic,
-                    partition = part.partition,
-                    first = next,
-                    last = offset - 1,
-                    "offsets were not delivered; recording them as absent"
-                );
-                self.metrics.absent(&part.topic, (offset - next) as u64);
-                written.extend(
-                    self.rt
-                        .block_on(part.sealer.push_absent(next, offset - 1))?,
-                );
-            }
+            Some(next) if offset > next => written.extend(self.skipped(i, next, offset - 1)?),
             _ => {}
         }
+        let part = &mut self.parts[i];
         let payload = m.payload().unwrap_or(&[]);
         let decoded = self.decoder.decode(payload).and_then(|e| {
             PreparedEvent::new(&part.stream, offset, e, &mut self.leaf_buf)
@@ -269,6 +257,53 @@ impl State {
             }
         }
         Ok(written)
+    }
+
+    /// Offsets `first..=last` of partition `i` that Kafka passed over without delivering them
+    /// (transaction markers, aborted records, compacted records): recorded as absent.
+    fn skipped(
+        &mut self,
+        i: usize,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SealedSegment>, SealError> {
+        let part = &mut self.parts[i];
+        tracing::info!(
+            topic = %part.topic,
+            partition = part.partition,
+            first,
+            last,
+            "offsets were not delivered; recording them as absent"
+        );
+        self.metrics.absent(&part.topic, (last - first + 1) as u64);
+        self.rt.block_on(part.sealer.push_absent(first, last))
+    }
+
+    /// The consumer moved past offsets it never returned (a transaction's commit or abort
+    /// marker, an aborted batch at the end of what was produced): record them as absent so a
+    /// quiet partition's last segment covers them too. librdkafka's position is the offset after
+    /// the last message it returned or skipped.
+    fn skip_to_positions(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<(), IngestError> {
+        let positions = consumer.position()?;
+        for i in 0..self.parts.len() {
+            let p = &self.parts[i];
+            if p.probe.is_some() {
+                continue; // still confirming where this partition is
+            }
+            let Some(next) = p.sealer.resume_offset() else {
+                continue;
+            };
+            let position = positions
+                .find_partition(&p.topic, p.partition)
+                .map(|e| e.offset());
+            if let Some(Offset::Offset(pos)) = position
+                && pos > next
+            {
+                let r = self.skipped(i, next, pos - 1);
+                self.after_seal(consumer, i, r)?;
+            }
+        }
+        Ok(())
     }
 
     /// Commits what was sealed; on a transient sealing error rewinds the partition to its last
