@@ -69,6 +69,7 @@ fn worked_example_in_format_md_matches_the_code() {
         event_count: 2,
         rejected: vec![OffsetRange::one(2)],
         absent: vec![],
+        lost: Some(vec![]),
         min_occurred_at: Some("2026-11-26T09:30:00.123456Z".into()),
         max_occurred_at: Some("2026-11-26T09:30:01.000000Z".into()),
         tenants: stats.tenants.clone(),

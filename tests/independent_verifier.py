@@ -55,7 +55,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-FORMAT = "cairn.segment.v1"
+FORMAT_V1 = "cairn.segment.v1"
+FORMAT_V2 = "cairn.segment.v2"  # adds `lost` ranges (FORMAT.md, Versions)
 SIG_CONTEXT = b"cairn-manifest-v1\n"
 KEY_ID_CONTEXT = b"cairn/ed25519\n"
 GENESIS = "0" * 64
@@ -76,11 +77,12 @@ SEGMENT_FILE_RE = re.compile(r"([0-9]{20})-([0-9]{20})\.(parquet|manifest)")
 # §6.2: `ed25519 <16 hex> <88 characters of padded standard base64>`.
 SIGLINE_RE = re.compile(rb"ed25519 ([0-9a-f]{16}) ([A-Za-z0-9+/]{86}==)")
 
-MANIFEST_MEMBERS = frozenset([
+MANIFEST_MEMBERS_V1 = frozenset([
     "format", "stream", "seq", "first_offset", "last_offset", "event_count", "rejected",
     "absent", "min_occurred_at", "max_occurred_at", "tenants", "merkle_root", "parquet",
     "prev_manifest_sha256", "schema_sha256", "key_id", "sealed_at",
 ])
+MANIFEST_MEMBERS_V2 = MANIFEST_MEMBERS_V1 | {"lost"}
 STREAM_MEMBERS = frozenset(["id", "partition"])
 PARQUET_MEMBERS = frozenset(["object", "sha256", "size", "version_id"])
 
@@ -472,7 +474,8 @@ def parse_structure(body: bytes) -> dict:
     except (ValueError, RecursionError) as e:  # e.g. an integer with thousands of digits
         raise SpecError(f"the body is not acceptable JSON: {e}")
     _check_no_surrogates(m)
-    _members(m, MANIFEST_MEMBERS, "the body")
+    members = MANIFEST_MEMBERS_V1 if m.get("format") == FORMAT_V1 else MANIFEST_MEMBERS_V2
+    _members(m, members, "the body")
     _members(m["stream"], STREAM_MEMBERS, "stream")
     _members(m["parquet"], PARQUET_MEMBERS, "parquet")
     _str(m["format"], "format")
@@ -484,6 +487,8 @@ def parse_structure(body: bytes) -> dict:
     _int(m["event_count"], "event_count")
     m["rejected"] = _range_list(m["rejected"], "rejected")
     m["absent"] = _range_list(m["absent"], "absent")
+    # A v1 manifest has no lost offsets (FORMAT.md, Versions).
+    m["lost"] = _range_list(m["lost"], "lost") if "lost" in m else []
     for k in ("min_occurred_at", "max_occurred_at"):
         if m[k] is not None and not isinstance(m[k], str):
             raise SpecError(f"{k} is neither a string nor null")
@@ -500,8 +505,8 @@ def parse_structure(body: bytes) -> dict:
     _str(m["schema_sha256"], "schema_sha256")
     _str(m["key_id"], "key_id")
     _str(m["sealed_at"], "sealed_at")
-    if m["format"] != FORMAT:
-        raise SpecError(f"format is {m['format']!r}, not {FORMAT!r}")
+    if m["format"] not in (FORMAT_V1, FORMAT_V2):
+        raise SpecError(f"format is {m['format']!r}, not {FORMAT_V1!r} or {FORMAT_V2!r}")
     if first > last:
         raise SpecError(f"first_offset {first} > last_offset {last}")
     return m
@@ -542,7 +547,7 @@ def check_rules(m: dict) -> list[str]:
 
     first, last = m["first_offset"], m["last_offset"]
     range_reasons = []
-    for kind in ("rejected", "absent"):
+    for kind in ("rejected", "absent", "lost"):
         prev = None
         for a, b in m[kind]:
             if a > b:
@@ -554,7 +559,8 @@ def check_rules(m: dict) -> list[str]:
                 range_reasons.append(f"{kind} ranges are not in ascending order")
             prev = (a, b)
     tagged = sorted([(a, b) for a, b in m["rejected"] if a <= b]
-                    + [(a, b) for a, b in m["absent"] if a <= b])
+                    + [(a, b) for a, b in m["absent"] if a <= b]
+                    + [(a, b) for a, b in m["lost"] if a <= b])
     for (a1, b1), (a2, b2) in zip(tagged, tagged[1:]):
         if a2 <= b1:
             range_reasons.append(f"ranges [{a1}, {b1}] and [{a2}, {b2}] share an offset")
@@ -1155,8 +1161,8 @@ def check_content(m: dict, data: bytes) -> tuple[int, list[str]]:
             problems.append(f"row at offset {off}: {e}")
     if foreign:
         problems.append(f"{foreign} row(s) are not of stream {m['stream']['id']}/{part}")
-    # Offsets: exactly [first, last] minus the rejected and absent offsets, ascending.
-    excluded = _merged(m["rejected"] + m["absent"], first, last)
+    # Offsets: exactly [first, last] minus the rejected, absent and lost offsets, ascending.
+    excluded = _merged(m["rejected"] + m["absent"] + m["lost"], first, last)
     starts = [a for a, _ in excluded]
     n_expected = (last - first + 1) - sum(b - a + 1 for a, b in excluded)
     if any(b <= a for a, b in zip(offsets, offsets[1:])):
@@ -1346,7 +1352,7 @@ SEVERITY = {
     "bad_signature": "error", "unknown_key": "error", "content_mismatch": "error",
     "reordered": "error", "gap": "error", "overlap": "error", "broken_chain": "error",
     "shadowed_version": "error", "non_regular_object": "error", "unreadable": "incomplete",
-    "orphan_file": "warning", "unexpected_object": "warning",
+    "lost_offsets": "warning", "orphan_file": "warning", "unexpected_object": "warning",
 }
 _PREFIX = {"error": "FAIL", "incomplete": "INCOMPLETE", "warning": "WARN"}
 
@@ -1518,9 +1524,12 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
             findings.add("reordered", name,
                          f"the body describes stream {sid!r}/{part} offsets "
                          f"{m['first_offset']}..{m['last_offset']}, not this object's name")
-        # 6. Rules.
+        # 6. Rules; lost offsets (v2) are a warning.
         for reason in check_rules(m):
             man.deferred.append(("content_mismatch", name, f"rule (§6.1): {reason}"))
+        if m["lost"]:
+            man.deferred.append(("lost_offsets", name, f"lost offsets {m['lost']}: deleted "
+                                 "at the source before they were sealed"))
         # 7. File: the segment's own Parquet name only (never parquet.object); on a local
         # store parquet.version_id is ignored.
         if not is_stream_id(sid):
@@ -1879,7 +1888,10 @@ def self_test() -> int:
         ("offset > 2^63-1", variant(last_offset=2**63)),
         ("first_offset > last_offset", variant(first_offset=obj["last_offset"] + 1)),
         ("escaped unpaired surrogate", variant(tenants=["@"]).replace(b'"@"', b'"\\ud800"')),
-        ("format", variant(format="cairn.segment.v2")),
+        ("format", variant(format="cairn.segment.v3")),
+        ("a v2 body without lost", json.dumps({k: v for k, v in obj.items() if k != "lost"},
+                                              separators=(",", ":")).encode()),
+        ("a v1 body with lost", variant(format="cairn.segment.v1")),
         ("null sealed_at", variant(sealed_at=None)),
         ("stream without partition", variant(stream={"id": obj["stream"]["id"]})),
         ("range of three integers", variant(absent=[[1, 2, 3]])),

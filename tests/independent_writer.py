@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent writer of cairn sealed segments (`cairn.segment.v1`).
+"""Independent writer of cairn sealed segments (`cairn.segment.v2`).
 
 Written from docs/FORMAT.md alone, without reading cairn's Rust code. Uses only the standard
 library, pyarrow (Parquet) and cryptography (Ed25519), plus the leaf/Merkle/time/name helpers of
@@ -71,7 +71,7 @@ except ImportError as _e:  # pragma: no cover - the verifier is edited in parall
           file=sys.stderr)
     raise SystemExit(2)
 
-FORMAT = "cairn.segment.v1"  # §6.1
+FORMAT = "cairn.segment.v2"  # §6.1 (and Versions)
 SIG_CONTEXT = b"cairn-manifest-v1\n"  # §6.2
 GENESIS = "0" * 64  # §6.3
 PARTITION = 0  # §1: file sources have partition 0
@@ -473,6 +473,7 @@ def manifest_body(*, sid: str, part: int, seq: int, first: int, last: int,
         "event_count": len(events),
         "rejected": [[a, b] for a, b in rejected],
         "absent": [[a, b] for a, b in absent],
+        "lost": [],
         "min_occurred_at": us_to_rfc3339(min(times)) if times else None,
         "max_occurred_at": us_to_rfc3339(max(times)) if times else None,
         "tenants": sorted({ev["tenant"] for ev in events}, key=lambda t: t.encode("utf-8")),
@@ -710,8 +711,8 @@ EX_PARQUET_SHA = "49045b858008be9f79eba77c58d018bd1a84379af0b8424dae3555f8333cc3
 EX_PARQUET_SIZE = 5647
 EX_SEALED_AT = "2026-11-26T09:31:00.000000Z"
 EX_MANIFEST = (
-    '{"format":"cairn.segment.v1","stream":{"id":"billing","partition":0},"seq":0,'
-    '"first_offset":1,"last_offset":3,"event_count":2,"rejected":[[2,2]],"absent":[],'
+    '{"format":"cairn.segment.v2","stream":{"id":"billing","partition":0},"seq":0,'
+    '"first_offset":1,"last_offset":3,"event_count":2,"rejected":[[2,2]],"absent":[],"lost":[],'
     '"min_occurred_at":"2026-11-26T09:30:00.123456Z","max_occurred_at":"2026-11-26T09:30:01.'
     '000000Z","tenants":["acme","globex"],"merkle_root":"e0ed3d525a6ad8c6266cd0fc73605f20922b4'
     '300fcca923fe0582dec77f5f305","parquet":{"object":"v1/streams/billing/0/00000000000000000'
@@ -720,10 +721,10 @@ EX_MANIFEST = (
     '00000000000000000000000000000000000000000000000000000","schema_sha256":"63a6b4a811eb1a87'
     '8a2243dba3c9b9d8ed840dd871d2161e0989f0733e21ab98","key_id":"af5286f52fb6f481","sealed_at'
     '":"2026-11-26T09:31:00.000000Z"}\n'
-    'ed25519 af5286f52fb6f481 GLYKMorN7CdAFOO9ZSql9i1Gslwz2Mbf3+O3gD4EQVuPyWzgfFEwKzvkJWFiKaJv'
-    'yg0Nq111+s+KPpg7eXjaBg==\n')
+    'ed25519 af5286f52fb6f481 NjFpiDhx+PTeWm62d1sKHtIbGXzTRRmm6kWEF2zLQNekOFVJWEflTREpAV2OJ9zB'
+    'shGpWaPqUonq2mHTKmL4Bg==\n')
 EX_MANIFEST_NAME = "v1/streams/billing/0/00000000000000000001-00000000000000000003.manifest"
-EX_CHAIN = "d4f3f950d591027df72c07322c24349ba9e81b2aa44ba03d8c3ee942b4d383e1"
+EX_CHAIN = "d0729d871a8dbb0beae7a426b4e77861683f168e92b3c539cc93cfb850547b99"
 
 
 def self_test() -> int:

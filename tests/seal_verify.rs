@@ -446,3 +446,63 @@ fn rejects_can_be_discarded_to_dev_null() {
     let (code, report) = verify(store.to_str().unwrap(), &[&keys.public]);
     assert_eq!(code, 0, "{report:#}");
 }
+
+/// FORMAT.md, Versions: a vault sealed by an earlier cairn (`cairn.segment.v1`, committed as a
+/// fixture in tests/data/v1-vault with its test keys) still verifies, for cairn and for the
+/// independent verifier, and today's sealer extends its chains with v2 manifests.
+#[test]
+fn a_vault_of_an_earlier_format_version_verifies_and_is_extended() {
+    let fixture = data("v1-vault");
+    let pubkey = data("v1-vault.pub");
+    let (code, report) = verify_both(&fixture, &[pubkey.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["segments_checked"], 5);
+    let first = std::fs::read_to_string(
+        fixture.join("v1/streams/billing/0/00000000000000000001-00000000000000000011.manifest"),
+    )
+    .unwrap();
+    assert!(
+        first.starts_with("{\"format\":\"cairn.segment.v1\""),
+        "{first}"
+    );
+
+    // The same stream, grown by ten lines and sealed by this build with the same key.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("vault");
+    copy_dir(&fixture, &store);
+    let input = tmp.path().join("grown.jsonl");
+    let mut text = std::fs::read_to_string(data("sample.jsonl")).unwrap();
+    for line in text.clone().lines().take(10) {
+        text.push_str(&line.replace("\"event_id\":\"", "\"event_id\":\"f"));
+        text.push('\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let key = data("v1-vault.key");
+    seal(
+        &input,
+        store.to_str().unwrap(),
+        key.to_str().unwrap(),
+        10,
+        &tmp.path().join("r"),
+    );
+    let manifests: Vec<String> = objects(&store)
+        .into_iter()
+        .filter(|o| o.ends_with(".manifest"))
+        .collect();
+    let newest = std::fs::read_to_string(store.join(manifests.last().unwrap())).unwrap();
+    assert!(
+        newest.starts_with("{\"format\":\"cairn.segment.v2\""),
+        "{newest}"
+    );
+    let (code, report) = verify_both(&store, &[pubkey.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["streams"][0]["last_offset"], 60);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for o in objects(from) {
+        let dest = to.join(&o);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&o), dest).unwrap();
+    }
+}

@@ -113,6 +113,11 @@ enum Command {
         /// Segments verified concurrently (default: 2 × CPUs).
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
+        /// Report this warning class as an error (exit 1), e.g. `--deny lost_offsets` where
+        /// records deleted at the source before they were sealed are not acceptable; repeatable.
+        /// Warning classes: lost_offsets, orphan_file, unexpected_object.
+        #[arg(long, value_name = "CLASS", value_parser = parse_warning_class)]
+        deny: Vec<cairn_verify::FindingKind>,
     },
 }
 
@@ -136,6 +141,16 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+fn parse_warning_class(s: &str) -> Result<cairn_verify::FindingKind, String> {
+    match cairn_verify::FindingKind::parse(s) {
+        Some(k) if k.is_warning() => Ok(k),
+        Some(_) => Err(format!("{s} is already an error")),
+        None => Err(format!(
+            "{s:?} is not a finding class (warning classes: lost_offsets, orphan_file, unexpected_object)"
+        )),
     }
 }
 
@@ -199,7 +214,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             pubkeys,
             json,
             concurrency,
-        } => verify(&store, &pubkeys, json, concurrency).await,
+            deny,
+        } => verify(&store, &pubkeys, json, concurrency, deny).await,
     }
 }
 
@@ -208,6 +224,7 @@ async fn verify(
     pubkeys: &[PathBuf],
     json: bool,
     concurrency: Option<usize>,
+    deny: Vec<cairn_verify::FindingKind>,
 ) -> anyhow::Result<u8> {
     let keys = pubkeys
         .iter()
@@ -220,7 +237,10 @@ async fn verify(
     let progress = |done: u64, total: u64| {
         eprint!("\rverifying segment {done}/{total}");
     };
-    let mut vopts = cairn_verify::VerifyOptions::default();
+    let mut vopts = cairn_verify::VerifyOptions {
+        deny,
+        ..Default::default()
+    };
     if let Some(n) = concurrency {
         vopts.concurrency = n;
     }
@@ -253,8 +273,8 @@ fn print_report(r: &cairn_verify::Report) {
             _ => "no offsets".into(),
         };
         println!(
-            "  stream {}: {} segments, {range}, {} events, {} rejected, {} absent",
-            s.stream, s.segments, s.events, s.rejected_offsets, s.absent_offsets
+            "  stream {}: {} segments, {range}, {} events, {} rejected, {} absent, {} lost",
+            s.stream, s.segments, s.events, s.rejected_offsets, s.absent_offsets, s.lost_offsets
         );
     }
     for f in &r.findings {

@@ -115,7 +115,7 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
         RejectsTarget::Stdout => eprintln!("{text}"),
         RejectsTarget::File(path) => {
             println!("{text}");
-            if p.rejected > 0 {
+            if p.rejected > 0 && path != std::path::Path::new("/dev/null") {
                 eprintln!(
                     "warning: {} rejected lines written to {} (listed as rejected in the manifests)",
                     p.rejected,

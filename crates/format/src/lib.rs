@@ -35,5 +35,10 @@ pub fn schema_fingerprint() -> Digest {
     Digest::of(AVRO_SCHEMA.as_bytes())
 }
 
-/// Format tag carried in every manifest; bumped when any sealed byte changes meaning.
-pub const FORMAT_VERSION: &str = "cairn.segment.v1";
+/// The first manifest format: offsets are events, rejected or absent.
+pub const FORMAT_V1: &str = "cairn.segment.v1";
+/// Adds `lost` ranges: offsets the source deleted (Kafka retention) before they were sealed.
+pub const FORMAT_V2: &str = "cairn.segment.v2";
+/// The format tag the sealer writes; bumped when any sealed byte changes meaning. Readers accept
+/// every earlier version (docs/FORMAT.md, "Versions").
+pub const FORMAT_VERSION: &str = FORMAT_V2;

@@ -65,6 +65,10 @@ pub struct Manifest {
     /// Inclusive offset ranges the source never delivered (Kafka transaction markers,
     /// compacted or aborted records). Always empty for file sources.
     pub absent: Vec<OffsetRange>,
+    /// Format v2: inclusive offset ranges the source deleted (Kafka retention, DeleteRecords)
+    /// before they were sealed. `None` exactly in v1 manifests, which have no such member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Vec<OffsetRange>>,
     /// Canonical timestamps (FORMAT.md §0); `null` when the segment holds no events.
     pub min_occurred_at: Option<String>,
     pub max_occurred_at: Option<String>,
@@ -247,12 +251,19 @@ impl Manifest {
 
     /// The structure tier's checks that JSON typing alone does not make (FORMAT.md §6.1).
     fn check_structure(&self) -> Result<(), String> {
-        if self.format != crate::FORMAT_VERSION {
-            return Err(format!(
-                "format is {:?}; this reader knows {:?}",
-                self.format,
-                crate::FORMAT_VERSION
-            ));
+        match (self.format.as_str(), &self.lost) {
+            (crate::FORMAT_V1, None) | (crate::FORMAT_V2, Some(_)) => {}
+            (crate::FORMAT_V1, Some(_)) => {
+                return Err("unknown field `lost` in a cairn.segment.v1 body".into());
+            }
+            (crate::FORMAT_V2, None) => return Err("missing field `lost`".into()),
+            (other, _) => {
+                return Err(format!(
+                    "format is {other:?}; this reader knows {:?} and {:?}",
+                    crate::FORMAT_V1,
+                    crate::FORMAT_V2
+                ));
+            }
         }
         if self.stream.partition < 0 {
             return Err(format!(
@@ -271,7 +282,7 @@ impl Manifest {
         }
         let offsets = [self.first_offset, self.last_offset]
             .into_iter()
-            .chain(self.rejected_and_absent().flat_map(|r| [r.first, r.last]));
+            .chain(self.not_events().flat_map(|r| [r.first, r.last]));
         if let Some(o) = offsets.into_iter().find(|o| *o < 0) {
             return Err(format!("offset {o} is negative"));
         }
@@ -330,7 +341,11 @@ impl Manifest {
         }
         canonical("sealed_at", &self.sealed_at, &mut out);
         let range = self.range();
-        for (name, ranges) in [("rejected", &self.rejected), ("absent", &self.absent)] {
+        for (name, ranges) in [
+            ("rejected", self.rejected.as_slice()),
+            ("absent", self.absent.as_slice()),
+            ("lost", self.lost()),
+        ] {
             for r in ranges {
                 if !r.within(&range) {
                     out.push(format!(
@@ -343,7 +358,7 @@ impl Manifest {
                 out.push(format!("{name} ranges are not ascending and disjoint"));
             }
         }
-        let mut all: Vec<OffsetRange> = self.rejected_and_absent().copied().collect();
+        let mut all: Vec<OffsetRange> = self.not_events().copied().collect();
         all.sort();
         if let Some(w) = all.windows(2).find(|w| w[1].first <= w[0].last) {
             out.push(format!("ranges {} and {} share offsets", w[0], w[1]));
@@ -392,9 +407,14 @@ impl Manifest {
             && self.range() == name.range()
     }
 
-    /// The rejected ranges, then the absent ones.
-    pub fn rejected_and_absent(&self) -> impl Iterator<Item = &OffsetRange> {
-        self.rejected.iter().chain(&self.absent)
+    /// The offsets that are not events: the rejected ranges, the absent ones, the lost ones.
+    pub fn not_events(&self) -> impl Iterator<Item = &OffsetRange> {
+        self.rejected.iter().chain(&self.absent).chain(self.lost())
+    }
+
+    /// The lost ranges (none in a v1 manifest).
+    pub fn lost(&self) -> &[OffsetRange] {
+        self.lost.as_deref().unwrap_or(&[])
     }
 
     fn own_parquet_name(&self, stream: &StreamId) -> String {

@@ -67,6 +67,13 @@ impl SealError {
     }
 }
 
+/// Offsets the source will not deliver, by why.
+#[derive(Clone, Copy)]
+enum Skipped {
+    Absent,
+    Lost,
+}
+
 /// When to cut a segment. A segment is cut as soon as any limit is reached.
 #[derive(Clone, Debug)]
 pub struct SegmentLimits {
@@ -106,6 +113,7 @@ struct Pending {
     builder: SegmentBuilder,
     rejected: Vec<OffsetRange>,
     absent: Vec<OffsetRange>,
+    lost: Vec<OffsetRange>,
     input_bytes: u64,
     opened: Instant,
 }
@@ -116,6 +124,7 @@ struct Encoded {
     last: i64,
     rejected: Vec<OffsetRange>,
     absent: Vec<OffsetRange>,
+    lost: Vec<OffsetRange>,
     stats: SegmentStats,
     parquet: Vec<u8>,
     opened: Instant,
@@ -235,6 +244,7 @@ impl StreamSealer {
             builder: SegmentBuilder::new(self.stream.clone()),
             rejected: Vec::new(),
             absent: Vec::new(),
+            lost: Vec::new(),
             input_bytes: 0,
             opened: Instant::now(),
         });
@@ -279,20 +289,55 @@ impl StreamSealer {
         first: i64,
         last: i64,
     ) -> Result<Vec<SealedSegment>, SealError> {
-        assert!(first <= last, "empty absent range {first}..={last}");
-        // A recovery range must still end exactly where the stored Parquet file does.
+        self.push_range(Skipped::Absent, first, last).await
+    }
+
+    /// Records that offsets `first..=last` were deleted at the source (Kafka retention,
+    /// DeleteRecords) before they could be sealed: lost, and said so in the manifest (format
+    /// v2). `first` must be the next offset.
+    pub async fn push_lost(
+        &mut self,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SealedSegment>, SealError> {
+        self.push_range(Skipped::Lost, first, last).await
+    }
+
+    async fn push_range(
+        &mut self,
+        kind: Skipped,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SealedSegment>, SealError> {
+        assert!(first <= last, "empty range {first}..={last}");
+        let mut out = Vec::new();
+        let mut first = first;
+        // A recovery range must still end exactly where the stored Parquet file does: split
+        // there (that part cuts the recovered segment).
         if let Some(forced) = self.forced_last
-            && last > forced
+            && first <= forced
+            && forced < last
         {
-            return Err(SealError::OffsetOrder {
-                stream: self.stream.to_string(),
-                expected: forced,
-                got: last,
-            });
+            out.extend(self.push_range_in(kind, first, forced).await?);
+            first = forced + 1;
         }
+        out.extend(self.push_range_in(kind, first, last).await?);
+        Ok(out)
+    }
+
+    async fn push_range_in(
+        &mut self,
+        kind: Skipped,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SealedSegment>, SealError> {
         let p = self.begin(first)?;
         p.last = last;
-        OffsetRange::push_merged(&mut p.absent, OffsetRange::new(first, last));
+        let ranges = match kind {
+            Skipped::Absent => &mut p.absent,
+            Skipped::Lost => &mut p.lost,
+        };
+        OffsetRange::push_merged(ranges, OffsetRange::new(first, last));
         self.next_offset = Some(last + 1);
         self.after_push(last).await
     }
@@ -355,6 +400,7 @@ impl StreamSealer {
                 last: p.last,
                 rejected: p.rejected,
                 absent: p.absent,
+                lost: p.lost,
                 stats,
                 parquet,
                 opened: p.opened,
@@ -402,6 +448,7 @@ impl StreamSealer {
             event_count: enc.stats.event_count,
             rejected: enc.rejected,
             absent: enc.absent,
+            lost: Some(enc.lost),
             min_occurred_at: bound(enc.stats.min_occurred_at_us)?,
             max_occurred_at: bound(enc.stats.max_occurred_at_us)?,
             tenants: enc.stats.tenants,

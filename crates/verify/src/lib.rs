@@ -47,6 +47,8 @@ pub struct VerifyOptions<'a> {
     pub concurrency: usize,
     /// Called after each segment with (done, total).
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Warning classes to report as errors (e.g. `lost_offsets` where no loss is acceptable).
+    pub deny: Vec<FindingKind>,
 }
 
 impl Default for VerifyOptions<'_> {
@@ -54,6 +56,7 @@ impl Default for VerifyOptions<'_> {
         VerifyOptions {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
             progress: None,
+            deny: Vec::new(),
         }
     }
 }
@@ -166,6 +169,9 @@ pub async fn verify_store(
     }
     findings.sort_by(|a, b| (&a.stream, &a.object, a.kind).cmp(&(&b.stream, &b.object, b.kind)));
     findings.dedup();
+    for f in findings.iter_mut().filter(|f| opts.deny.contains(&f.kind)) {
+        f.severity = Severity::Error;
+    }
     report.incomplete |= findings.iter().any(|f| f.severity == Severity::Incomplete);
     report.intact = findings.iter().all(|f| f.severity == Severity::Warning);
     report.findings = findings;

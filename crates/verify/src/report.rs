@@ -38,6 +38,9 @@ pub enum FindingKind {
     NonRegularObject,
     /// An object could not be read (I/O); verification is incomplete.
     Unreadable,
+    /// Warning (format v2): offsets the source deleted before they were sealed (Kafka
+    /// retention), which a manifest records as lost. `--deny lost_offsets` makes it an error.
+    LostOffsets,
     /// Warning: a cairn-named Parquet file no manifest claims (a crash between the writes).
     OrphanFile,
     /// Warning: an object whose name is not a cairn name.
@@ -57,7 +60,7 @@ pub enum Severity {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 15] = [
+    pub const ALL: [FindingKind; 16] = [
         FindingKind::ModifiedFile,
         FindingKind::MissingFile,
         FindingKind::ModifiedManifest,
@@ -71,6 +74,7 @@ impl FindingKind {
         FindingKind::ShadowedVersion,
         FindingKind::NonRegularObject,
         FindingKind::Unreadable,
+        FindingKind::LostOffsets,
         FindingKind::OrphanFile,
         FindingKind::UnexpectedObject,
     ];
@@ -90,6 +94,7 @@ impl FindingKind {
             FindingKind::ShadowedVersion => "shadowed_version",
             FindingKind::NonRegularObject => "non_regular_object",
             FindingKind::Unreadable => "unreadable",
+            FindingKind::LostOffsets => "lost_offsets",
             FindingKind::OrphanFile => "orphan_file",
             FindingKind::UnexpectedObject => "unexpected_object",
         }
@@ -98,13 +103,20 @@ impl FindingKind {
     pub fn severity(self) -> Severity {
         match self {
             FindingKind::Unreadable => Severity::Incomplete,
-            FindingKind::OrphanFile | FindingKind::UnexpectedObject => Severity::Warning,
+            FindingKind::LostOffsets | FindingKind::OrphanFile | FindingKind::UnexpectedObject => {
+                Severity::Warning
+            }
             _ => Severity::Error,
         }
     }
 
     pub fn is_warning(self) -> bool {
         self.severity() == Severity::Warning
+    }
+
+    /// The class named `name` (as in `--json` and FORMAT.md §8.1).
+    pub fn parse(name: &str) -> Option<FindingKind> {
+        FindingKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
@@ -159,6 +171,8 @@ pub struct StreamSummary {
     pub events: u64,
     pub rejected_offsets: u64,
     pub absent_offsets: u64,
+    /// Offsets the source deleted before they were sealed (format v2 `lost` ranges).
+    pub lost_offsets: u64,
     pub first_offset: Option<i64>,
     pub last_offset: Option<i64>,
 }

@@ -135,6 +135,16 @@ pub(crate) async fn check_manifest(
     for v in m.rule_violations() {
         c.push_file(FindingKind::ContentMismatch, &object, v);
     }
+    // Lost offsets: recorded truthfully, but the records are gone.
+    if !m.lost().is_empty() {
+        let ranges: Vec<String> = m.lost().iter().map(ToString::to_string).collect();
+        let msg = format!(
+            "offsets {} ({} in all) were deleted at the source (Kafka retention) before they were sealed",
+            ranges.join(", "),
+            OffsetRange::total(m.lost())
+        );
+        c.push_file(FindingKind::LostOffsets, &object, msg);
+    }
     // 7–8. The file, from the segment's own name only.
     let own_parquet = m.own_parquet_object();
     if let Some(p) = &own_parquet {
@@ -267,7 +277,7 @@ struct Coverage {
 
 impl Coverage {
     fn new(m: &Manifest) -> Self {
-        let mut all: Vec<OffsetRange> = m.rejected_and_absent().copied().collect();
+        let mut all: Vec<OffsetRange> = m.not_events().copied().collect();
         all.sort();
         let inside = all.iter().all(|r| r.within(&m.range()));
         let disjoint = all.windows(2).all(|w| !w[1].overlaps(&w[0]));

@@ -74,6 +74,7 @@ fn summarize(stream: &StreamId, checks: &[ManifestCheck], walk: &[Entry<'_>]) ->
     for p in walk.iter().filter_map(|e| e.p) {
         summary.rejected_offsets += OffsetRange::total(&p.manifest.manifest.rejected);
         summary.absent_offsets += OffsetRange::total(&p.manifest.manifest.absent);
+        summary.lost_offsets += OffsetRange::total(p.manifest.manifest.lost());
     }
     summary
 }
@@ -259,6 +260,7 @@ mod tests {
             event_count: 0,
             rejected: vec![OffsetRange::new(first, last)],
             absent: vec![],
+            lost: Some(vec![]),
             min_occurred_at: None,
             max_occurred_at: None,
             tenants: vec![],

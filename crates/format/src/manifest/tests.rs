@@ -13,6 +13,7 @@ pub fn sample() -> Manifest {
         event_count: 2,
         rejected: vec![OffsetRange::one(2)],
         absent: vec![],
+        lost: Some(vec![]),
         min_occurred_at: Some("2026-11-26T00:00:00.000000Z".into()),
         max_occurred_at: Some("2026-11-26T00:00:01.000000Z".into()),
         tenants: vec!["acme".into()],
@@ -113,9 +114,15 @@ fn structure_failures_are_parse_errors() {
         ("\"rejected\":[[2,2]]", "\"rejected\":[[2,2,2]]"),
         ("\"rejected\":[[2,2]]", "\"rejected\":[[-2,2]]"),
         (
-            "\"format\":\"cairn.segment.v1\"",
             "\"format\":\"cairn.segment.v2\"",
+            "\"format\":\"cairn.segment.v3\"",
         ),
+        (
+            "\"format\":\"cairn.segment.v2\"",
+            "\"format\":\"cairn.segment.v1\"",
+        ),
+        ("\"lost\":[],", ""),
+        ("\"lost\":[]", "\"lost\":null"),
         ("\"first_offset\":1", "\"first_offset\":4"),
         ("\"tenants\":[\"acme\"]", "\"tenants\":[\"\\ud800\"]"),
         ("\"tenants\":[\"acme\"]", "\"tenants\":\"acme\""),
@@ -231,6 +238,8 @@ fn rule_violations_are_named() {
             "ascending",
         ),
         ("\"absent\":[]", "\"absent\":[[2,3]]", "share offsets"),
+        ("\"lost\":[]", "\"lost\":[[2,2]]", "share offsets"),
+        ("\"lost\":[]", "\"lost\":[[3,9]]", "lost range"),
         (
             "\"tenants\":[\"acme\"]",
             "\"tenants\":[\"b\",\"a\"]",
@@ -257,4 +266,32 @@ fn rule_violations_are_named() {
         let v = parsed.manifest.rule_violations();
         assert!(v.iter().any(|m| m.contains(says)), "{to}: {v:?}");
     }
+}
+
+/// Format versions (docs/FORMAT.md, "Versions"): a v1 body has no `lost` member and still
+/// parses; each version has exactly its own members.
+#[test]
+fn v1_bodies_still_parse_and_each_version_has_its_own_members() {
+    let v1 = resigned(|b| {
+        b.replacen(
+            "\"format\":\"cairn.segment.v2\"",
+            "\"format\":\"cairn.segment.v1\"",
+            1,
+        )
+        .replacen("\"lost\":[],", "", 1)
+    });
+    let parsed = SignedManifest::parse(&v1).unwrap();
+    assert_eq!(parsed.manifest.lost, None);
+    assert!(parsed.manifest.lost().is_empty());
+    assert!(parsed.manifest.rule_violations().is_empty());
+    assert_eq!(
+        parsed.check_signature(&[key().public()]),
+        SignatureCheck::Valid
+    );
+    let v2 = SignedManifest::sign(sample(), &key());
+    let body = String::from_utf8(v2.body.clone()).unwrap();
+    assert!(
+        body.contains("\"absent\":[],\"lost\":[],\"min_occurred_at\""),
+        "lost follows absent: {body}"
+    );
 }
