@@ -2,7 +2,7 @@
 //! permanent error stops it with the reason instead of retrying forever.
 
 use cairn_tests::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Regression (99420cc): a failed final seal at shutdown used to exit 0.
 #[test]
@@ -65,18 +65,7 @@ fn a_chain_signed_by_another_key_stops_ingest_instead_of_retrying_forever() {
     );
     let before = objects(&store);
     let mut ingest = Ingester::start(&broker, store_s, &keys.key, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = ingest.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ingest kept retrying: {:#?}",
-            ingest.saw()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = ingest.wait_exit(Duration::from_secs(60));
     assert_eq!(status.code(), Some(2));
     let saw = ingest.saw().join("\n");
     assert!(

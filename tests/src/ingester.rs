@@ -133,6 +133,22 @@ impl Ingester {
         self.child.try_wait().unwrap()
     }
 
+    /// Waits for the process to exit on its own (a permanent error) and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest did not stop within {timeout:?}: {:#?}",
+                self.saw()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits until the group gave this instance partitions.
     pub fn wait_assigned(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;

@@ -197,6 +197,37 @@ impl Broker {
         self.wait_partitions(name, partitions as usize);
     }
 
+    /// Deletes `name` and creates it again, empty, with `partitions` partitions (its offsets
+    /// start at 0 again).
+    pub fn recreate_topic(&self, name: &str, partitions: u32) {
+        let results =
+            futures::executor::block_on(self.admin().delete_topics(&[name], &AdminOptions::new()))
+                .expect("delete topic");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
+        }
+        // Deletion completes asynchronously: creating fails until it has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
+            let results = futures::executor::block_on(
+                self.admin().create_topics([&topic], &AdminOptions::new()),
+            )
+            .expect("create topic");
+            match results.into_iter().next().unwrap() {
+                Ok(_) => break,
+                Err((t, e)) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "create topic {t} again: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        self.wait_partitions(name, partitions as usize);
+    }
+
     /// Grows `name` to `total` partitions.
     pub fn add_partitions(&self, name: &str, total: u32) {
         let np = NewPartitions::new(name, total as usize);

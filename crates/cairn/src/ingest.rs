@@ -126,5 +126,11 @@ pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
         "ingest stopped: sealed {} segments, {} events; {} messages dead-lettered",
         summary.segments, summary.events, summary.dead_lettered
     );
+    if summary.lost > 0 {
+        println!(
+            "warning: {} offsets were deleted by Kafka (retention or DeleteRecords) before they could be sealed; the manifests record them as lost",
+            summary.lost
+        );
+    }
     Ok(0)
 }

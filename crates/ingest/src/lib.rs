@@ -48,6 +48,18 @@ pub enum IngestError {
         #[source]
         source: cairn_sealer::SealError,
     },
+    /// The partition's log ends before offsets the store has already sealed: the topic was
+    /// deleted and recreated, the store belongs to another cluster, or the broker lost
+    /// acknowledged records (unclean leader election). New records would be taken for sealed
+    /// ones and silently skipped, so ingest stops.
+    #[error(
+        "{stream}: Kafka's log ends at offset {log_end} but the store has sealed up to offset {sealed_last}; was the topic recreated, or is this store from another cluster? Point cairn at a new store (or stream) for the new log; the sealed one stays verifiable"
+    )]
+    SourceBehindStore {
+        stream: String,
+        log_end: i64,
+        sealed_last: i64,
+    },
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error("dead-letter producer: {source}")]
@@ -76,4 +88,6 @@ pub struct Summary {
     pub events: u64,
     pub dead_lettered: u64,
     pub segments: u64,
+    /// Offsets Kafka deleted before they were sealed (recorded as lost in the manifests).
+    pub lost: u64,
 }

@@ -70,6 +70,7 @@ pub struct Metrics {
     segment_bytes: Family<TopicLabels, Counter>,
     dead_lettered: Family<TopicLabels, Counter>,
     absent_offsets: Family<TopicLabels, Counter>,
+    lost_offsets: Family<TopicLabels, Counter>,
     store_errors: Family<TopicLabels, Counter>,
     store_failing: Gauge,
     kafka_errors: Counter,
@@ -93,6 +94,7 @@ impl Default for Metrics {
             segment_bytes: Family::default(),
             dead_lettered: Family::default(),
             absent_offsets: Family::default(),
+            lost_offsets: Family::default(),
             store_errors: Family::default(),
             store_failing: Gauge::default(),
             kafka_errors: Counter::default(),
@@ -143,6 +145,11 @@ impl Metrics {
                 "cairn_absent_offsets",
                 "Offsets Kafka never delivered, recorded as absent.",
                 &self.absent_offsets,
+            ),
+            (
+                "cairn_lost_offsets",
+                "Offsets Kafka deleted (retention, DeleteRecords) before they were sealed, recorded as lost.",
+                &self.lost_offsets,
             ),
             (
                 "cairn_store_errors",
@@ -271,6 +278,12 @@ impl Metrics {
             .inc_by(offsets);
     }
 
+    pub fn lost(&self, topic_name: &str, offsets: u64) {
+        self.lost_offsets
+            .get_or_create(&topic(topic_name))
+            .inc_by(offsets);
+    }
+
     pub fn store_error(&self, topic_name: &str) {
         self.store_errors.get_or_create(&topic(topic_name)).inc();
         self.store_failing.set(1);
@@ -344,6 +357,7 @@ mod tests {
         m.segment_sealed("audit", 0, 5, 100_000, Duration::from_millis(300), 20);
         m.dead_lettered("audit");
         m.absent("audit", 3);
+        m.lost("audit", 5);
         m.consumed([("audit".into(), 0, 25)]);
         m.high_watermarks([("audit".into(), 0, 30), ("other".into(), 1, 99)]);
         let text = m.render();
@@ -352,6 +366,7 @@ mod tests {
             "cairn_segment_bytes_total{topic=\"audit\"} 100000",
             "cairn_dead_lettered_total{topic=\"audit\"} 1",
             "cairn_absent_offsets_total{topic=\"audit\"} 3",
+            "cairn_lost_offsets_total{topic=\"audit\"} 5",
             "cairn_partition_sealed_offset{topic=\"audit\",partition=\"0\"} 20",
             "cairn_partition_high_watermark{topic=\"audit\",partition=\"0\"} 30",
             "cairn_consumer_lag{topic=\"audit\",partition=\"0\"} 10",

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_format::StreamId;
+use cairn_format::{OffsetRange, StreamId};
 use cairn_sealer::StreamSealer;
 use rdkafka::Offset;
 
@@ -17,6 +17,9 @@ pub(crate) struct Partition {
     pub probe: Option<Probe>,
     /// Next offset after the last message consumed (for the lag metric).
     pub consumed_next: Option<i64>,
+    /// The partition's log was compared with the store since it was opened (see
+    /// `State::check_log`).
+    pub log_checked: bool,
 }
 
 impl Partition {
@@ -78,6 +81,27 @@ pub(crate) fn start_position(resume: Option<i64>) -> Offset {
     }
 }
 
+/// What a run of offsets `first..=last` that Kafka passed over was, given the partition's log
+/// start `log_start` (its low watermark, read after the gap was seen): offsets below the log
+/// start were deleted (retention, DeleteRecords) and never sealed, so they are lost; the rest
+/// are still in the log but were not delivered (transaction markers, aborted records), so they
+/// are absent. Deletion only ever removes a prefix of the log.
+pub(crate) fn classify_gap(first: i64, last: i64, log_start: i64) -> Gap {
+    let lost_end = last.min(log_start - 1);
+    let absent_start = first.max(log_start);
+    Gap {
+        lost: (first <= lost_end).then_some(OffsetRange::new(first, lost_end)),
+        absent: (absent_start <= last).then_some(OffsetRange::new(absent_start, last)),
+    }
+}
+
+/// A gap split by [`classify_gap`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Gap {
+    pub lost: Option<OffsetRange>,
+    pub absent: Option<OffsetRange>,
+}
+
 /// An offset for people: `offset 14`, or `the beginning of the partition`.
 pub(crate) fn describe(position: Offset) -> String {
     match position {
@@ -120,6 +144,23 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_is_lost_below_the_log_start_and_absent_above_it() {
+        let gap = |lost: Option<[i64; 2]>, absent: Option<[i64; 2]>| Gap {
+            lost: lost.map(OffsetRange::from),
+            absent: absent.map(OffsetRange::from),
+        };
+        assert_eq!(classify_gap(10, 19, 0), gap(None, Some([10, 19])));
+        assert_eq!(classify_gap(10, 19, 10), gap(None, Some([10, 19])));
+        assert_eq!(
+            classify_gap(10, 19, 15),
+            gap(Some([10, 14]), Some([15, 19]))
+        );
+        assert_eq!(classify_gap(10, 19, 20), gap(Some([10, 19]), None));
+        assert_eq!(classify_gap(10, 19, 500), gap(Some([10, 19]), None));
+        assert_eq!(classify_gap(10, 10, 11), gap(Some([10, 10]), None));
+    }
 
     #[test]
     fn a_jump_past_the_target_is_believed_only_after_an_earlier_record() {

@@ -75,6 +75,7 @@ impl Ctx {
                         sealer,
                         probe,
                         consumed_next: None,
+                        log_checked: false,
                     });
                 }
                 Err(e) if !e.is_transient() => {
@@ -228,6 +229,7 @@ mod tests {
             sealer,
             probe: None,
             consumed_next: None,
+            log_checked: true,
         }
     }
 

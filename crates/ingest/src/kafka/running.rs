@@ -13,12 +13,15 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::dlq::dead_letter;
-use super::partition::{Partition, describe, start_position};
+use super::partition::{Partition, classify_gap, describe, start_position};
 use super::rebalance::{Ctx, apply_handover};
 use crate::{DecodeError, Decoder, IngestError, Metrics, Summary};
 
 /// How often [`Running::tick`] runs (age-based cuts, background writes, metrics, probes).
 pub(crate) const TICK: Duration = Duration::from_millis(500);
+
+/// How long to wait for a partition leader's watermarks.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why handling a message stopped short.
 enum Step {
@@ -27,6 +30,9 @@ enum Step {
     Fatal(IngestError),
     /// Blocked so long since the last poll that the group may have moved the partitions.
     Stale,
+    /// The broker could not say where the partition's log starts, so a gap cannot be told
+    /// lost from absent yet: rewind and read it again.
+    Unconfirmed(rdkafka::error::KafkaError),
 }
 
 impl From<SealError> for Step {
@@ -85,13 +91,8 @@ impl Running {
                 let Some(i) = st.parts.iter().position(|p| p.is(m.topic(), m.partition())) else {
                     return Ok(());
                 };
-                let result = match st.handle(c, i, &m) {
-                    Ok(written) => Ok(written),
-                    Err(Step::Seal(e)) => Err(e),
-                    Err(Step::Fatal(e)) => return Err(e),
-                    Err(Step::Stale) => Ok(Vec::new()),
-                };
-                st.after_seal(c, i, result)
+                let result = st.handle(c, i, &m);
+                st.settle(c, i, result)
             }
         }
     }
@@ -115,6 +116,10 @@ impl Running {
                 .filter_map(|p| Some((p.topic.clone(), p.partition, p.consumed_next?))),
         );
         st.nudge_stalled_probes(c)?;
+        for i in 0..st.parts.len() {
+            let r = st.check_log(c, i);
+            st.settle(c, i, r)?;
+        }
         st.skip_to_positions(c)?;
         for i in 0..st.parts.len() {
             let r = st.rt.block_on(st.parts[i].sealer.tick());
@@ -193,6 +198,7 @@ impl State {
         m: &BorrowedMessage<'_>,
     ) -> Result<Vec<SealedSegment>, Step> {
         let offset = m.offset();
+        let mut written = self.check_log(consumer, i)?;
         let part = &mut self.parts[i];
         if let Some(position) = part.confirm_position(offset) {
             tracing::info!(
@@ -211,12 +217,13 @@ impl State {
                     Duration::from_secs(10),
                 )
                 .map_err(|e| Step::Fatal(e.into()))?;
-            return Ok(Vec::new());
+            return Ok(written);
         }
-        let mut written = Vec::new();
         match part.sealer.resume_offset() {
             Some(next) if offset < next => return Ok(written), // already sealed
-            Some(next) if offset > next => written.extend(self.skipped(i, next, offset - 1)?),
+            Some(next) if offset > next => {
+                written.extend(self.skipped(consumer, i, next, offset - 1)?)
+            }
             _ => {}
         }
         let part = &mut self.parts[i];
@@ -259,24 +266,92 @@ impl State {
         Ok(written)
     }
 
-    /// Offsets `first..=last` of partition `i` that Kafka passed over without delivering them
-    /// (transaction markers, aborted records, compacted records): recorded as absent.
+    /// Compares a newly opened partition's log with its stream, once: offsets the stream still
+    /// needs that Kafka already deleted (the consumer was down longer than the retention, or
+    /// someone ran DeleteRecords) are recorded as lost; a log that ends before what the store
+    /// has sealed (a recreated topic, another cluster) stops ingest, since its records would
+    /// be mistaken for sealed ones.
+    fn check_log(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        i: usize,
+    ) -> Result<Vec<SealedSegment>, Step> {
+        let part = &self.parts[i];
+        if part.log_checked {
+            return Ok(Vec::new());
+        }
+        let Some(next) = part.sealer.resume_offset() else {
+            self.parts[i].log_checked = true;
+            return Ok(Vec::new());
+        };
+        let (low, high) = consumer
+            .fetch_watermarks(&part.topic, part.partition, WATERMARK_TIMEOUT)
+            .map_err(Step::Unconfirmed)?;
+        if high < next {
+            return Err(Step::Fatal(IngestError::SourceBehindStore {
+                stream: part.stream.to_string(),
+                log_end: high,
+                sealed_last: next - 1,
+            }));
+        }
+        let mut written = Vec::new();
+        if next < low {
+            written = self.record_lost(i, next, low - 1)?;
+        }
+        let part = &mut self.parts[i];
+        if next <= low {
+            part.probe = None; // nothing before the resume offset is left to confirm it with
+        }
+        part.log_checked = true;
+        Ok(written)
+    }
+
+    /// Offsets `first..=last` of partition `i` that Kafka passed over without delivering them:
+    /// those the log no longer holds are lost (see [`classify_gap`]), the others absent
+    /// (transaction markers, aborted records).
     fn skipped(
         &mut self,
+        consumer: &BaseConsumer<Ctx>,
         i: usize,
         first: i64,
         last: i64,
-    ) -> Result<Vec<SealedSegment>, SealError> {
+    ) -> Result<Vec<SealedSegment>, Step> {
+        let part = &self.parts[i];
+        let (low, _) = consumer
+            .fetch_watermarks(&part.topic, part.partition, WATERMARK_TIMEOUT)
+            .map_err(Step::Unconfirmed)?;
+        let gap = classify_gap(first, last, low);
+        let mut written = Vec::new();
+        if let Some(OffsetRange { first, last }) = gap.lost {
+            written.extend(self.record_lost(i, first, last)?);
+        }
+        if let Some(OffsetRange { first, last }) = gap.absent {
+            let part = &mut self.parts[i];
+            tracing::info!(
+                topic = %part.topic,
+                partition = part.partition,
+                first,
+                last,
+                "offsets were not delivered; recording them as absent"
+            );
+            written.extend(self.rt.block_on(part.sealer.push_absent(first, last))?);
+            self.metrics.absent(&part.topic, (last - first + 1) as u64);
+        }
+        Ok(written)
+    }
+
+    fn record_lost(&mut self, i: usize, first: i64, last: i64) -> Result<Vec<SealedSegment>, Step> {
         let part = &mut self.parts[i];
-        tracing::info!(
+        tracing::error!(
             topic = %part.topic,
             partition = part.partition,
             first,
             last,
-            "offsets were not delivered; recording them as absent"
+            "Kafka deleted these offsets (retention or DeleteRecords) before they were sealed; recording them as lost. Raise retention.ms above the longest outage ingest must survive"
         );
-        self.metrics.absent(&part.topic, (last - first + 1) as u64);
-        self.rt.block_on(part.sealer.push_absent(first, last))
+        let written = self.rt.block_on(part.sealer.push_lost(first, last))?;
+        self.metrics.lost(&part.topic, (last - first + 1) as u64);
+        Ok(written)
     }
 
     /// The consumer moved past offsets it never returned (a transaction's commit or abort
@@ -287,7 +362,7 @@ impl State {
         let positions = consumer.position()?;
         for i in 0..self.parts.len() {
             let p = &self.parts[i];
-            if p.probe.is_some() {
+            if p.probe.is_some() || !p.log_checked {
                 continue; // still confirming where this partition is
             }
             let Some(next) = p.sealer.resume_offset() else {
@@ -299,11 +374,38 @@ impl State {
             if let Some(Offset::Offset(pos)) = position
                 && pos > next
             {
-                let r = self.skipped(i, next, pos - 1);
-                self.after_seal(consumer, i, r)?;
+                let r = self.skipped(consumer, i, next, pos - 1);
+                self.settle(consumer, i, r)?;
             }
         }
         Ok(())
+    }
+
+    /// Finishes a step on partition `i`: commits what was sealed, or rewinds, or stops.
+    fn settle(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        i: usize,
+        result: Result<Vec<SealedSegment>, Step>,
+    ) -> Result<(), IngestError> {
+        match result {
+            Ok(written) => self.after_seal(consumer, i, Ok(written)),
+            Err(Step::Seal(e)) => self.after_seal(consumer, i, Err(e)),
+            Err(Step::Fatal(e)) => Err(e),
+            Err(Step::Stale) => Ok(()),
+            Err(Step::Unconfirmed(e)) => {
+                let p = &self.parts[i];
+                tracing::warn!(
+                    topic = %p.topic,
+                    partition = p.partition,
+                    error = %e,
+                    "cannot read where the partition's log starts; rewinding to the last manifest"
+                );
+                self.metrics.kafka_error(false);
+                std::thread::sleep(Duration::from_millis(500));
+                self.rewind(consumer, i)
+            }
+        }
     }
 
     /// Commits what was sealed; on a transient sealing error rewinds the partition to its last
@@ -334,6 +436,7 @@ impl State {
             self.summary.segments += 1;
             self.summary.events += m.event_count;
             self.summary.dead_lettered += OffsetRange::total(&m.rejected);
+            self.summary.lost += OffsetRange::total(m.lost());
             self.metrics.segment_sealed(
                 &p.topic,
                 p.partition,
