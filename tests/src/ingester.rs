@@ -185,10 +185,24 @@ impl Ingester {
         stdout
     }
 
-    /// SIGTERM, then (exit code, stdout).
+    /// SIGTERM, then (exit code, stdout). Ingest must exit within 60 s, whatever state the
+    /// broker is in (regression: with the broker down, leaving the group hung forever).
     pub fn stop(mut self) -> (Option<i32>, String) {
         unsafe_kill(self.child.id(), "TERM");
-        let status = self.child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "ingest did not exit within 60 s of SIGTERM: {:#?}",
+                    self.saw()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let mut stdout = String::new();
         if let Some(mut out) = self.child.stdout.take() {
             std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();

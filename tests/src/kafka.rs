@@ -496,3 +496,94 @@ pub fn committed_offset(broker: &Broker, group: &str) -> i64 {
     );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// What a [`Load`] producer did: ids handed to the client and ids whose delivery Kafka
+/// acknowledged (acks=all) or failed.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub sent: u64,
+    pub acked: std::collections::BTreeSet<u64>,
+    pub failed: Vec<(u64, String)>,
+}
+
+struct Acks(std::sync::Arc<std::sync::Mutex<LoadResult>>);
+
+impl rdkafka::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, id: Box<u64>) {
+        let mut r = self.0.lock().unwrap();
+        match result {
+            Ok(_) => {
+                r.acked.insert(*id);
+            }
+            Err((e, _)) => r.failed.push((*id, e.to_string())),
+        }
+    }
+}
+
+/// A producer running in the background as applications do (idempotent, acks=all, retrying
+/// for up to two minutes): `json_event(i)` for i = 0, 1, … to partition `i % partitions` of
+/// `audit`, `per_sec` a second, each acknowledgement recorded.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+    result: std::sync::Arc<std::sync::Mutex<LoadResult>>,
+}
+
+impl Load {
+    pub fn start(broker: &Broker, partitions: u64, per_sec: u64) -> Load {
+        let result = std::sync::Arc::new(std::sync::Mutex::new(LoadResult::default()));
+        let producer: ThreadedProducer<Acks> = ClientConfig::new()
+            .set("bootstrap.servers", &broker.addr)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "120000")
+            .create_with_context(Acks(result.clone()))
+            .expect("producer");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let pause = Duration::from_micros(1_000_000 / per_sec.max(1));
+            let mut i = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let payload = json_event(i, "t");
+                let record = BaseRecord::with_opaque_to("audit", Box::new(i))
+                    .partition((i % partitions) as i32)
+                    .payload(payload.as_bytes())
+                    .key("");
+                if let Err((e, _)) = producer.send::<str, [u8]>(record) {
+                    panic!("enqueue {i}: {e}");
+                }
+                i += 1;
+                std::thread::sleep(pause);
+            }
+            producer
+                .flush(Duration::from_secs(180))
+                .expect("every message delivered or failed");
+            i
+        });
+        Load {
+            stop,
+            thread,
+            result,
+        }
+    }
+
+    /// Ids acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.result.lock().unwrap().acked.len()
+    }
+
+    /// Stops producing and waits for every outstanding delivery report.
+    pub fn stop(self) -> LoadResult {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.thread.join().expect("producer thread");
+        let mut r = std::mem::take(&mut *self.result.lock().unwrap());
+        r.sent = sent;
+        r
+    }
+}

@@ -25,6 +25,11 @@ use crate::{ConfigError, Decoder, IngestConfig, IngestError, Metrics, Summary};
 use rebalance::Ctx;
 use running::Running;
 
+/// How long leaving the consumer group may take at exit. With the brokers down librdkafka's
+/// close can wait indefinitely; by then everything held is sealed or given up, so the process
+/// exits anyway and the group reassigns the partitions after `session.timeout.ms`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct Ingest {
     cfg: IngestConfig,
     rt: tokio::runtime::Handle,
@@ -153,6 +158,7 @@ impl Ingest {
                 leaf_buf: Vec::with_capacity(1024),
                 polled_at: Instant::now(),
                 ticked_at: Instant::now(),
+                consumer_errors: Default::default(),
             },
         })
     }
@@ -162,6 +168,12 @@ impl Ingest {
     /// the store, an undeliverable dead letter) stops it with that error.
     pub fn run(self) -> Result<Summary, IngestError> {
         let mut running = self.connect()?;
+        let result = self.drive(&mut running);
+        running.close(CLOSE_TIMEOUT);
+        result
+    }
+
+    fn drive(&self, running: &mut Running) -> Result<Summary, IngestError> {
         while !self.shutdown.load(Ordering::Relaxed) {
             running.poll_once()?;
             if running.tick_due() {

@@ -62,6 +62,36 @@ pub(crate) struct State {
     /// When the loop last called `poll`.
     pub polled_at: Instant,
     pub ticked_at: Instant,
+    pub consumer_errors: Repeats,
+}
+
+/// Logs each consumer error the first time it is seen and then at most every 10 s with how
+/// often it recurred (librdkafka reports `AllBrokersDown` and `BrokerTransportFailure` on
+/// every poll during an outage).
+#[derive(Default)]
+pub(crate) struct Repeats {
+    /// Per error text: when it was last logged, and how often seen since.
+    seen: std::collections::HashMap<String, (Instant, u64)>,
+}
+
+impl Repeats {
+    /// `Some(repeats since last logged)` when `error` should be logged now.
+    fn note(&mut self, error: &str, now: Instant) -> Option<u64> {
+        match self.seen.get_mut(error) {
+            Some((at, n)) if now.duration_since(*at) < Duration::from_secs(10) => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                *at = now;
+                Some(std::mem::take(n))
+            }
+            None => {
+                self.seen.insert(error.to_string(), (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 impl Running {
@@ -79,7 +109,10 @@ impl Running {
         match polled {
             None => Ok(()),
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer error");
+                let text = e.to_string();
+                if let Some(repeated) = st.consumer_errors.note(&text, Instant::now()) {
+                    tracing::warn!(error = %text, repeated, "consumer error");
+                }
                 st.metrics.kafka_error(matches!(
                     e.rdkafka_error_code(),
                     Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
@@ -128,8 +161,26 @@ impl Running {
         Ok(())
     }
 
+    /// Leaves the consumer group, waiting at most `timeout` (see `CLOSE_TIMEOUT`).
+    pub fn close(self, timeout: Duration) {
+        let (done, closed) = std::sync::mpsc::channel();
+        let consumer = self.consumer;
+        let spawned = std::thread::Builder::new()
+            .name("cairn-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = done.send(());
+            });
+        if spawned.is_ok() && closed.recv_timeout(timeout).is_err() {
+            tracing::warn!(
+                timeout_s = timeout.as_secs(),
+                "could not leave the consumer group in time (brokers unreachable?); exiting anyway, the group reassigns the partitions after session.timeout.ms"
+            );
+        }
+    }
+
     /// Seals what every partition holds and commits it. Nothing unsealed is committed.
-    pub fn shutdown(mut self) -> Result<Summary, IngestError> {
+    pub fn shutdown(&mut self) -> Result<Summary, IngestError> {
         tracing::info!("shutting down; sealing what is buffered");
         let (c, st) = (&self.consumer, &mut self.state);
         st.metrics
@@ -527,5 +578,25 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_consumer_error_is_logged_once_per_ten_seconds_with_its_count() {
+        let mut r = Repeats::default();
+        let t0 = Instant::now();
+        assert_eq!(r.note("down", t0), Some(0));
+        for ms in 1..=50 {
+            assert_eq!(r.note("down", t0 + Duration::from_millis(ms * 100)), None);
+        }
+        assert_eq!(r.note("down", t0 + Duration::from_secs(11)), Some(50));
+        assert_eq!(r.note("other", t0 + Duration::from_secs(12)), Some(0));
+        assert_eq!(r.note("down", t0 + Duration::from_secs(12)), None);
+        assert_eq!(r.note("other", t0 + Duration::from_secs(13)), None);
+        assert_eq!(r.note("down", t0 + Duration::from_secs(22)), Some(1));
     }
 }
