@@ -1,5 +1,6 @@
-//! `cairn ingest` in a consumer group: two instances split the partitions (eager and
-//! cooperative protocols), and a member the group moved on from writes nothing more.
+//! `cairn ingest` in a consumer group: instances split the partitions (eager and
+//! cooperative protocols), partitions added mid-run and a killed member are taken over, and a
+//! member the group moved on from writes nothing more.
 
 use cairn_tests::*;
 use rdkafka::producer::Producer;
@@ -131,4 +132,86 @@ fn a_member_that_lost_its_assignment_while_blocked_seals_nothing_more() {
     assert_eq!(code, 0, "no overlapping segment from A: {report:#}");
     assert_eq!(report["events_checked"], 40, "{report:#}");
     assert_eq!(sealed_event_ids(&store).len(), 40);
+}
+
+/// Three instances in one group under a steady load; the topic grows from 3 to 6 partitions
+/// mid-run and one instance is `kill -9`ed. Every acknowledged record of every partition, old
+/// and new, is sealed exactly once.
+#[test]
+fn three_instances_survive_added_partitions_and_a_killed_member() {
+    let (broker, _tmp, keys, store) = setup(3);
+    let store_s = store.to_str().unwrap();
+    let start = || {
+        Ingester::start(
+            &broker,
+            store_s,
+            &keys.key,
+            &[
+                "--segment-events",
+                "100",
+                // Notice the new partitions within seconds (librdkafka's default is 5 min).
+                "--kafka",
+                "topic.metadata.refresh.interval.ms=2000",
+            ],
+        )
+    };
+    let (a, b, c) = (start(), start(), start());
+    for i in [&a, &b, &c] {
+        i.wait_assigned(Duration::from_secs(60));
+    }
+    let load = Load::start(&broker, 3, 300);
+    let wait_acked = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while load.acked() < n {
+            assert!(
+                Instant::now() < deadline,
+                "producer stalled at {}",
+                load.acked()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_acked(600);
+    broker.add_partitions("audit", 6);
+    load.set_partitions(6);
+    wait_acked(1500);
+    c.kill9();
+    wait_acked(2400);
+    let produced = load.stop();
+    assert!(produced.failed.is_empty(), "{:?}", produced.failed);
+    let ends: Vec<i64> = (0..6)
+        .map(|p| broker.watermarks("audit", p).1 - 1)
+        .collect();
+    assert!(
+        ends.iter().all(|&e| e > 0),
+        "every partition got records: {ends:?}"
+    );
+    let report = wait_sealed(
+        store_s,
+        &keys.public,
+        produced.sent,
+        &ends,
+        Duration::from_secs(120),
+    );
+    let assigned: BTreeSet<i64> = a
+        .events("partition assigned")
+        .iter()
+        .chain(&b.events("partition assigned"))
+        .filter_map(|f| f["partition"].as_i64())
+        .collect();
+    a.terminate();
+    b.terminate();
+    assert_eq!(report["intact"], true, "{report:#}");
+    assert!(
+        assigned.is_superset(&(3..6).collect()),
+        "the new partitions were consumed by the survivors: {assigned:?}"
+    );
+    let ids = sealed_event_ids(&store);
+    assert_eq!(ids.len() as u64, produced.sent, "each record sealed once");
+    let expected: BTreeSet<String> = produced
+        .acked
+        .iter()
+        .map(|&i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected);
 }

@@ -529,6 +529,7 @@ impl rdkafka::producer::ProducerContext for Acks {
 /// `audit`, `per_sec` a second, each acknowledgement recorded.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    partitions: std::sync::Arc<std::sync::atomic::AtomicU64>,
     thread: std::thread::JoinHandle<u64>,
     result: std::sync::Arc<std::sync::Mutex<LoadResult>>,
 }
@@ -542,21 +543,36 @@ impl Load {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "120000")
+            .set("topic.metadata.refresh.interval.ms", "1000")
             .create_with_context(Acks(result.clone()))
             .expect("producer");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let partitions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(partitions));
+        let count = partitions.clone();
         let thread = std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::Relaxed;
             let pause = Duration::from_micros(1_000_000 / per_sec.max(1));
             let mut i = 0u64;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            while !flag.load(Relaxed) {
                 let payload = json_event(i, "t");
-                let record = BaseRecord::with_opaque_to("audit", Box::new(i))
-                    .partition((i % partitions) as i32)
-                    .payload(payload.as_bytes())
-                    .key("");
-                if let Err((e, _)) = producer.send::<str, [u8]>(record) {
-                    panic!("enqueue {i}: {e}");
+                let partition = (i % count.load(Relaxed)) as i32;
+                loop {
+                    let record = BaseRecord::with_opaque_to("audit", Box::new(i))
+                        .partition(partition)
+                        .payload(payload.as_bytes())
+                        .key("");
+                    match producer.send::<str, [u8]>(record) {
+                        Ok(()) => break,
+                        // A partition just added, not yet in this client's metadata.
+                        Err((e, _))
+                            if e.rdkafka_error_code()
+                                == Some(rdkafka::types::RDKafkaErrorCode::UnknownPartition) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(100))
+                        }
+                        Err((e, _)) => panic!("enqueue {i}: {e}"),
+                    }
                 }
                 i += 1;
                 std::thread::sleep(pause);
@@ -568,9 +584,16 @@ impl Load {
         });
         Load {
             stop,
+            partitions,
             thread,
             result,
         }
+    }
+
+    /// From now on spreads records over `n` partitions (after [`Broker::add_partitions`]).
+    pub fn set_partitions(&self, n: u64) {
+        self.partitions
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ids acknowledged so far.
