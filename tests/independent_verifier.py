@@ -74,6 +74,8 @@ CANONICAL_TS_RE = re.compile(
 )
 PARTITION_RE = re.compile(r"0|[1-9][0-9]*")
 SEGMENT_FILE_RE = re.compile(r"([0-9]{20})-([0-9]{20})\.(parquet|manifest)")
+CLAIM_FILE_RE = re.compile(r"([0-9]{20})\.claim")
+WRITER_RE = re.compile(r"[0-9a-f]{32}")
 # §6.2: `ed25519 <16 hex> <88 characters of padded standard base64>`.
 SIGLINE_RE = re.compile(rb"ed25519 ([0-9a-f]{16}) ([A-Za-z0-9+/]{86}==)")
 
@@ -358,6 +360,45 @@ def parse_cairn_name(name: str):
     if first > I64_MAX or last > I64_MAX or first > last:
         return None
     return sid, int(part), first, last, m.group(3)
+
+
+def parse_claim_name(name: str):
+    """(stream id, partition, first) when `name` is a claim's name (§2), else None."""
+    parts = name.split("/")
+    if len(parts) != 5 or parts[0] != "v1" or parts[1] != "streams":
+        return None
+    sid, part, fname = parts[2], parts[3], parts[4]
+    if not is_stream_id(sid) or not PARTITION_RE.fullmatch(part) or int(part) > I32_MAX:
+        return None
+    m = CLAIM_FILE_RE.fullmatch(fname)
+    if not m or int(m.group(1)) > I64_MAX:
+        return None
+    return sid, int(part), int(m.group(1))
+
+
+def parse_claim(data: bytes, sid: str, part: int, first: int):
+    """(first, last) of a valid claim (§7) on `first` of stream (sid, part); SpecError else."""
+    if not data.endswith(b"\n") or data.count(b"\n") != 1:
+        raise SpecError("not one line ending in a newline")
+    try:
+        c = json.loads(data[:-1].decode("utf-8"), object_pairs_hook=_pairs)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SpecError(f"not JSON: {e}")
+    if not isinstance(c, dict) or set(c) != {"format", "stream", "first_offset", "last_offset", "writer"}:
+        raise SpecError("not the members of a claim")
+    st = c["stream"]
+    if not isinstance(st, dict) or set(st) != {"id", "partition"}:
+        raise SpecError("stream is not {id, partition}")
+    if c["format"] != "cairn.claim.v1":
+        raise SpecError("format is not cairn.claim.v1")
+    if st["id"] != sid or type(st["partition"]) is not int or st["partition"] != part:
+        raise SpecError("names another stream")
+    lo, hi = c["first_offset"], c["last_offset"]
+    if type(lo) is not int or type(hi) is not int or lo != first or not lo <= hi <= I64_MAX:
+        raise SpecError("its range does not start at its name's offset")
+    if not isinstance(c["writer"], str) or not WRITER_RE.fullmatch(c["writer"]):
+        raise SpecError("writer is not 32 lowercase hex digits")
+    return lo, hi
 
 
 # ---------------------------------------------------------------------------
@@ -1438,9 +1479,12 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
 
     parquet_names = []
     manifest_names = []
+    claim_names = []
     for name in listing.files:
         cn = parse_cairn_name(name)
-        if cn is None:
+        if cn is None and parse_claim_name(name) is not None:
+            claim_names.append((name, parse_claim_name(name)))
+        elif cn is None:
             findings.add("unexpected_object", name, "not a cairn object name (§2)")
         elif cn[4] == "parquet":
             parquet_names.append(name)
@@ -1585,6 +1629,21 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
         if name not in own_names:
             findings.add("orphan_file", name,
                          "a cairn-named Parquet file that is no manifest's own Parquet name")
+
+    # Claims (§7) that no manifest's name fulfils.
+    named = {(cn[0], cn[1], cn[2], cn[3]) for _, cn in manifest_names}
+    for name in listing.non_regular:
+        cn = parse_cairn_name(name)
+        if cn is not None and cn[4] == "manifest":
+            named.add((cn[0], cn[1], cn[2], cn[3]))
+    for name, (sid, part, first) in claim_names:
+        try:
+            lo, hi = parse_claim(open_object(root_fd, name), sid, part, first)
+        except (SpecError, NotRegular, OSError) as e:
+            findings.add("orphan_file", name, f"not a valid, readable claim: {e}")
+            continue
+        if (sid, part, lo, hi) not in named:
+            findings.add("orphan_file", name, f"a claim on {lo}..{hi} that no manifest fulfils")
 
     findings.print()
     problems = findings.count("error") + findings.count("incomplete")

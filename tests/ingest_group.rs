@@ -215,3 +215,91 @@ fn three_instances_survive_added_partitions_and_a_killed_member() {
         .collect();
     assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected);
 }
+
+/// Issue 9.5, the stale-member window. A's store write hangs (its connection to S3 held open,
+/// nothing passed on) longer than `max.poll.interval.ms`, so the group gives the partition to
+/// B, which seals the same offsets with other boundaries. When A's write finally reaches the
+/// store, its claim on the segment's first offset is refused (B's claim is there): A writes
+/// nothing of the segment, and the store holds one chain, with no overlap and nothing lost.
+/// Without claims A's segment 100..=149 would land beside B's 100..=129 and fork the stream.
+#[test]
+fn a_write_that_outlasts_a_rebalance_cannot_fork_the_stream() {
+    let (broker, _tmp, keys, _) = setup(1);
+    let s3 = S3Server::start();
+    s3.admin(&[
+        "create-bucket",
+        "audit",
+        "--lock",
+        "--default-retention-days",
+        "1",
+    ]);
+    let gate = Gate::start(s3.endpoint.trim_start_matches("http://"));
+    let mut via_gate = s3.env();
+    via_gate[0].1 = format!("http://{}", gate.addr);
+    let direct = s3.env();
+    let store = "s3://audit/vault";
+    let p = producer(&broker);
+    produce_json(&p, 0..100, 1);
+    let poll = ["--kafka", "max.poll.interval.ms=8000"];
+    let a = Ingester::builder(&broker, store, &keys.key)
+        .args(&["--segment-events", "50"])
+        .args(&poll)
+        .env(&via_gate)
+        .start();
+    wait_sealed_env(
+        store,
+        &keys.public,
+        100,
+        &[99],
+        Duration::from_secs(60),
+        &direct,
+    );
+
+    gate.hold();
+    produce_json(&p, 100..200, 1);
+    std::thread::sleep(Duration::from_secs(3)); // A cuts 100..=149; its write hangs
+    let b = Ingester::builder(&broker, store, &keys.key)
+        .args(&["--segment-events", "30"])
+        .args(&poll)
+        .env(&direct)
+        .start();
+    let report = wait_sealed_env(
+        store,
+        &keys.public,
+        200,
+        &[199],
+        Duration::from_secs(90),
+        &direct,
+    );
+    assert_eq!(report["intact"], true, "{report:#}");
+    gate.release();
+    // A's poll thread comes back once its write is done (refused, or stored).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let back =
+        "away from poll too long; rewinding every partition to its manifests before sealing more";
+    while a.events(back).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "A's write never returned: {:#?}",
+            a.saw()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, report) = s3.verify(store, &[&keys.public]);
+    b.terminate();
+    let a_saw = a.saw().join("\n");
+    a.terminate();
+    assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["events_checked"], 200);
+    assert_eq!(
+        report["segments_checked"],
+        2 + 4,
+        "0-49, 50-99 by A; 30-event segments by B"
+    );
+    assert!(
+        a_saw.contains("another writer claimed the segment starting at offset 100 through 129"),
+        "A's write met B's claim: {a_saw}"
+    );
+}

@@ -60,9 +60,10 @@ fn seal_then_verify_accounts_for_every_line() {
     let original: Vec<&str> = original_text.lines().collect();
     assert_eq!(rejected[2]["raw"].as_str().unwrap(), original[20]);
 
-    // 43 valid events at 10 per segment: segments end where the 10th event lands.
+    // 43 valid events at 10 per segment: segments end where the 10th event lands. Each has a
+    // manifest, a Parquet file and the claim its writer made (FORMAT.md §7).
     let objs = objects(&store);
-    assert_eq!(objs.len(), 10, "{objs:?}");
+    assert_eq!(objs.len(), 15, "{objs:?}");
     assert_eq!(
         objs[0],
         "v1/streams/billing/0/00000000000000000001-00000000000000000011.manifest"

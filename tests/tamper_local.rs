@@ -159,18 +159,33 @@ fn missing_segment_is_a_gap() {
     for o in [&fx.manifests[2], &fx.parquets[2]] {
         std::fs::remove_file(fx.path(o)).unwrap();
     }
-    let report = fx.expect(&[("gap", &fx.manifests[3])]);
-    let msg = report["findings"][0]["message"].as_str().unwrap();
+    // The segment's claim (FORMAT.md §7), left behind, points at what is gone.
+    let claim = "v1/streams/billing/0/00000000000000000024.claim";
+    let report = fx.expect(&[("gap", &fx.manifests[3]), ("orphan_file", claim)]);
+    let gap = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "gap")
+        .unwrap();
+    let msg = gap["message"].as_str().unwrap();
     assert!(
         msg.starts_with("offsets 24..=34 are in no segment"),
         "{msg}"
     );
+    // Deleting the claim too leaves only the gap.
+    std::fs::remove_file(fx.path(claim)).unwrap();
+    fx.expect(&[("gap", &fx.manifests[3])]);
 }
 
 #[test]
 fn missing_first_segment_is_a_gap_before_the_chain() {
     let fx = Fixture::new();
-    for o in [&fx.manifests[0], &fx.parquets[0]] {
+    for o in [
+        &fx.manifests[0],
+        &fx.parquets[0],
+        &"v1/streams/billing/0/00000000000000000001.claim".to_string(),
+    ] {
         std::fs::remove_file(fx.path(o)).unwrap();
     }
     fx.expect(&[("gap", &fx.manifests[1])]);
@@ -650,7 +665,10 @@ fn a_store_without_manifests_is_exit_2_even_with_other_objects() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no sealed segments found"), "{err}");
-    assert!(err.contains("5 other objects"), "{err}");
+    assert!(
+        err.contains("10 other objects"),
+        "5 Parquet files, 5 claims: {err}"
+    );
     assert!(err.contains("--store"), "the binary adds the hint: {err}");
     let (code, _, iout) = independent_verify(&fx.store, &[&fx.keys.public]);
     assert_eq!(code, 2, "{iout}");
@@ -704,4 +722,37 @@ fn weak_or_malformed_trusted_keys_are_usage_errors() {
             independent_verify(&fx.store, &[&fx.keys.public, p.to_str().unwrap()]);
         assert_eq!(code, 2, "{iout}");
     }
+}
+
+/// FORMAT.md §7–8: a claim no manifest fulfils (a writer stopped between claiming a segment and
+/// sealing it) and an object with a claim's name that is not a valid claim are warnings: claims
+/// coordinate writers, they are not evidence. cairn and the independent verifier agree.
+#[test]
+fn unfulfilled_and_invalid_claims_are_warnings() {
+    let fx = Fixture::new();
+    let dir = fx.store.join("v1/streams/billing/0");
+    let pending = "v1/streams/billing/0/00000000000000000051.claim";
+    std::fs::write(
+        fx.path(pending),
+        "{\"format\":\"cairn.claim.v1\",\"stream\":{\"id\":\"billing\",\"partition\":0},\"first_offset\":51,\"last_offset\":60,\"writer\":\"00112233445566778899aabbccddeeff\"}\n",
+    )
+    .unwrap();
+    let garbage = "v1/streams/billing/0/00000000000000000070.claim";
+    std::fs::write(dir.join("00000000000000000070.claim"), "not a claim\n").unwrap();
+    // A claim on a sealed segment's first offset with another range is not fulfilled either.
+    let other = "v1/streams/billing/0/00000000000000000012.claim";
+    rewrite(&fx.path(other), |b| {
+        String::from_utf8(b)
+            .unwrap()
+            .replace("\"last_offset\":23", "\"last_offset\":22")
+            .into_bytes()
+    });
+    let (code, report) = verify_both(&fx.store, &[&fx.keys.public]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["intact"], true);
+    let want: BTreeSet<(String, String)> = [pending, garbage, other]
+        .iter()
+        .map(|o| ("orphan_file".to_string(), o.to_string()))
+        .collect();
+    assert_eq!(findings(&report), want, "{report:#}");
 }

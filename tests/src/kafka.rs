@@ -303,6 +303,9 @@ impl Drop for Broker {
 pub struct Gate {
     pub addr: String,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set, bytes are accepted from both sides but not passed on: requests in flight
+    /// hang (a slow store) instead of failing.
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
@@ -312,8 +315,14 @@ impl Gate {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::net::TcpStream>::new()));
-        let (o, c, up) = (open.clone(), conns.clone(), upstream.to_string());
+        let (o, h, c, up) = (
+            open.clone(),
+            held.clone(),
+            conns.clone(),
+            upstream.to_string(),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 let mut tracked = c.lock().unwrap();
@@ -327,8 +336,21 @@ impl Gate {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server.try_clone().unwrap(), client.try_clone().unwrap()),
                 ] {
+                    let held = h.clone();
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            while held.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Write);
                     });
                 }
@@ -336,7 +358,21 @@ impl Gate {
                 tracked.push(server);
             }
         });
-        Gate { addr, open, conns }
+        Gate {
+            addr,
+            open,
+            held,
+            conns,
+        }
+    }
+
+    /// Stops passing bytes on (both ways) until [`Gate::release`]: requests hang, nothing fails.
+    pub fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn release(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Cuts every connection and refuses new ones until [`Gate::open`].

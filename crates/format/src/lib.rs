@@ -10,6 +10,7 @@
 //! they all depend on it. A change to anything here that alters bytes is a format change and
 //! needs a new format version.
 
+pub mod claim;
 pub mod digest;
 pub mod event;
 pub mod keys;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod range;
 pub mod segment;
 
+pub use claim::Claim;
 pub use digest::Digest;
 pub use event::{AuditEvent, EventError, StreamId};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};

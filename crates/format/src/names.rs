@@ -3,6 +3,7 @@
 //! ```text
 //! v1/streams/<stream id>/<partition>/<first:020>-<last:020>.parquet
 //! v1/streams/<stream id>/<partition>/<first:020>-<last:020>.manifest
+//! v1/streams/<stream id>/<partition>/<first:020>.claim
 //! ```
 //!
 //! Offsets are zero-padded to 20 digits so lexicographic order is offset order. Names are a
@@ -39,6 +40,24 @@ pub fn object_name(stream: &StreamId, first: i64, last: i64, kind: ObjectKind) -
         stream_dir(stream),
         kind.ext()
     )
+}
+
+/// The name of `stream`'s claim on the segment starting at `first` ([`crate::claim`]).
+pub fn claim_name(stream: &StreamId, first: i64) -> String {
+    format!("{}/{first:020}.claim", stream_dir(stream))
+}
+
+/// Parses a name produced by [`claim_name`]: (stream, first offset).
+pub fn parse_claim_name(name: &str) -> Option<(StreamId, i64)> {
+    let (dir, file) = name.rsplit_once('/')?;
+    let first = file.strip_suffix(".claim")?;
+    if first.len() != 20 || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let first: i64 = first.parse().ok()?;
+    // The directory must be a stream's: reuse the segment-name parser on a sibling name.
+    let n = parse_object_name(&format!("{dir}/{first:020}-{first:020}.parquet"))?;
+    Some((n.stream, first))
 }
 
 /// A parsed object name.
@@ -127,6 +146,25 @@ mod tests {
             "v2/streams/billing/2/00000000000000000009-00000000000000000010.manifest",
         ] {
             assert_eq!(parse_object_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn claim_names_round_trip() {
+        let s = StreamId::new("billing", 2).unwrap();
+        let c = claim_name(&s, 9);
+        assert_eq!(c, "v1/streams/billing/2/00000000000000000009.claim");
+        assert_eq!(parse_claim_name(&c), Some((s, 9)));
+        assert_eq!(parse_object_name(&c), None);
+        for bad in [
+            "v1/streams/billing/2/9.claim",
+            "v1/streams/billing/02/00000000000000000009.claim",
+            "v1/streams/billing/2/0000000000000000000a.claim",
+            "v1/streams/billing/2/+0000000000000000009.claim",
+            "v1/streams/billing/00000000000000000009.claim",
+            "v1/streams/billing/2/00000000000000000009-00000000000000000010.claim",
+        ] {
+            assert_eq!(parse_claim_name(bad), None, "{bad}");
         }
     }
 }

@@ -12,8 +12,12 @@
 //! `Store::create`); names are deterministic, so after a crash between the Parquet write and
 //! the manifest the same range is sealed again under the same names, and the Parquet file
 //! already there is adopted if it holds exactly the same events (even if another build encoded
-//! it differently). Depends on format and
-//! store only; never on ingest, query or verify.
+//! it differently). Before each Parquet write the sealer claims the segment's first offset
+//! (`<first>.claim`, conditional create): two sealers of one stream (a consumer-group member
+//! replaced mid-write, and its successor) can never seal different ranges from one offset; the
+//! later one seals exactly the claimed range (adopting what is there) or gives up with
+//! [`SealError::Superseded`]. Depends on format and store only; never on ingest, query or
+//! verify.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,11 +25,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_format::event::{StreamId, format_micros};
 use cairn_format::manifest::{ParquetRef, StreamRef};
-use cairn_format::names::{ObjectKind, object_name, parse_object_name, stream_dir};
+use cairn_format::names::{
+    ObjectKind, claim_name, object_name, parse_claim_name, parse_object_name, stream_dir,
+};
 use cairn_format::segment::{
     PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet, scan_segment,
 };
-use cairn_format::{Digest, OffsetRange};
+use cairn_format::{Claim, Digest, OffsetRange};
 use cairn_format::{Manifest, SignedManifest, SigningKey};
 use cairn_store::{Created, StoreError, StoreWriter};
 
@@ -53,6 +59,39 @@ pub enum SealError {
         object: String,
         message: String,
     },
+    /// Another writer claimed the segment starting at `first` with a different range: this one
+    /// no longer owns the stream (a consumer group moved it while a write was under way), or
+    /// it must seal exactly the claimed range. Reopening from the store resolves it.
+    #[error(
+        "stream {stream}: another writer claimed the segment starting at offset {first} through {claimed_last} (this one ended at {last}); reopening the stream from the store"
+    )]
+    Superseded {
+        stream: String,
+        first: i64,
+        claimed_last: i64,
+        last: i64,
+    },
+    #[error(
+        "cannot resume stream {stream}: the claim {object} is {message}; the store needs investigation before anything more is sealed into this stream"
+    )]
+    BadClaim {
+        stream: String,
+        object: String,
+        message: String,
+    },
+    /// The input ended inside a range the stream must seal whole (a claim, or a Parquet file a
+    /// crash left without its manifest): nothing of it was sealed.
+    #[error(
+        "stream {stream}: offsets {first}..={got_last} were not sealed: the segment starting at {first} must end at {needed_last} (claimed by an earlier writer, or left by a crash), and the input ended before that; supply the input through offset {needed_last}"
+    )]
+    IncompleteRange {
+        stream: String,
+        first: i64,
+        needed_last: i64,
+        got_last: i64,
+    },
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
 }
 
 impl SealError {
@@ -62,6 +101,7 @@ impl SealError {
     pub fn is_transient(&self) -> bool {
         match self {
             SealError::Store(e) => e.is_transient(),
+            SealError::Superseded { .. } => true,
             _ => false,
         }
     }
@@ -139,9 +179,12 @@ pub struct StreamSealer {
     prev_hash: Digest,
     /// The next offset this stream expects; `None` until the first offset of a new stream.
     next_offset: Option<i64>,
-    /// Last offset of a Parquet object left without a manifest by a crash: the segment
-    /// starting at `next_offset` must end exactly there to reuse its name.
+    /// Where the segment starting at `next_offset` must end: the last offset of a Parquet
+    /// object a crash left without a manifest (to reuse its name), or of another writer's
+    /// claim on that offset.
     forced_last: Option<i64>,
+    /// This sealer's claim identity (random, lowercase hex; see `cairn_format::claim`).
+    writer: String,
     pending: Option<Pending>,
     /// The previous cut segment being encoded on a blocking thread while the next one fills.
     /// It is written (Parquet, then manifest) before the next cut or on `flush`.
@@ -166,6 +209,8 @@ impl StreamSealer {
             .iter()
             .filter(|(_, n)| n.kind == ObjectKind::Manifest)
             .max_by_key(|(_, n)| (n.last, n.first));
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| SealError::Random(e.to_string()))?;
         let mut sealer = StreamSealer {
             store,
             key,
@@ -175,6 +220,7 @@ impl StreamSealer {
             prev_hash: Digest::genesis(),
             next_offset: None,
             forced_last: None,
+            writer: id.iter().map(|b| format!("{b:02x}")).collect(),
             pending: None,
             in_flight: None,
         };
@@ -214,6 +260,26 @@ impl StreamSealer {
         if let Some((_, n)) = orphan {
             sealer.next_offset = Some(n.first);
             sealer.forced_last = Some(n.last);
+            return Ok(sealer);
+        }
+        // Another writer's claim at the resume point (its write may still be under way, or it
+        // stopped after claiming): the next segment must be exactly the claimed range.
+        let claim = listing
+            .iter()
+            .filter_map(|o| parse_claim_name(&o.name).map(|(s, first)| (o.name.clone(), s, first)))
+            .filter(|(_, s, first)| {
+                *s == stream && sealer.next_offset.is_none_or(|next| *first == next)
+            })
+            .min_by_key(|(_, _, first)| *first);
+        if let Some((object, _, first)) = claim {
+            let bytes = sealer.store.get(&object, None).await?;
+            let c = Claim::parse(&bytes, &stream, first).map_err(|e| SealError::BadClaim {
+                stream: stream.to_string(),
+                object: object.clone(),
+                message: e.to_string(),
+            })?;
+            sealer.next_offset = Some(first);
+            sealer.forced_last = Some(c.last_offset);
         }
         Ok(sealer)
     }
@@ -377,6 +443,18 @@ impl StreamSealer {
     /// shutdown). Returns the segments written by this call, in order.
     pub async fn flush(&mut self) -> Result<Vec<SealedSegment>, SealError> {
         let mut out = Vec::new();
+        if let (Some(p), Some(needed_last)) = (&self.pending, self.forced_last) {
+            // Sealing a shorter range would put a second segment at an offset another writer
+            // claimed. What is written so far stays written; this range is read again next time.
+            let e = SealError::IncompleteRange {
+                stream: self.stream.to_string(),
+                first: p.first,
+                needed_last,
+                got_last: p.last,
+            };
+            self.write_in_flight().await?;
+            return Err(e);
+        }
         if self.pending.is_some() {
             out.extend(self.cut().await?);
         }
@@ -422,6 +500,7 @@ impl StreamSealer {
         let range = OffsetRange::new(enc.first, enc.last);
         let parquet_object = object_name(&self.stream, enc.first, enc.last, ObjectKind::Parquet);
         let manifest_object = object_name(&self.stream, enc.first, enc.last, ObjectKind::Manifest);
+        self.claim(range).await?;
         let parquet = Bytes::from(enc.parquet);
         let (file, created) = self
             .store_parquet(&parquet_object, parquet, &enc.stats)
@@ -465,10 +544,18 @@ impl StreamSealer {
             sealed_at: format_micros(chrono::Utc::now().timestamp_micros())
                 .expect("the clock reads a time between the years 0001 and 9999"),
         };
-        let signed = SignedManifest::sign(manifest, &self.key);
-        self.store
+        let mut signed = SignedManifest::sign(manifest, &self.key);
+        match self
+            .store
             .create(&manifest_object, Bytes::from(signed.to_bytes()))
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            // Another writer sealed the same claimed range first (only `sealed_at` and so the
+            // signature can differ): its manifest is this stream's segment.
+            Err(StoreError::Conflict { object }) => signed = self.adopt(object, signed).await?,
+            Err(e) => return Err(e.into()),
+        }
         self.next_seq += 1;
         self.prev_hash = signed.chain_hash();
         Ok(SealedSegment {
@@ -478,6 +565,59 @@ impl StreamSealer {
             parquet_reused: created.already_existed,
             latency: enc.opened.elapsed(),
         })
+    }
+
+    /// Creates this writer's claim on `range` (or finds its own from a retried write, or
+    /// another writer's on the same range). Another writer's claim on a different range
+    /// starting at the same offset is [`SealError::Superseded`].
+    async fn claim(&self, range: OffsetRange) -> Result<(), SealError> {
+        let object = claim_name(&self.stream, range.first);
+        let ours = Claim::new(&self.stream, range.first, range.last, &self.writer);
+        match self
+            .store
+            .create(&object, Bytes::from(ours.to_bytes()))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { object }) => {
+                let bytes = self.store.get(&object, None).await?;
+                let theirs = Claim::parse(&bytes, &self.stream, range.first).map_err(|e| {
+                    SealError::BadClaim {
+                        stream: self.stream.to_string(),
+                        object: object.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                if theirs.last_offset == range.last {
+                    Ok(())
+                } else {
+                    Err(SealError::Superseded {
+                        stream: self.stream.to_string(),
+                        first: range.first,
+                        claimed_last: theirs.last_offset,
+                        last: range.last,
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The manifest at `object` when it is `ours` but for `sealed_at` (and so its signature):
+    /// another writer sealed the same claimed range from the same input first. Anything else
+    /// there is a conflict.
+    async fn adopt(
+        &self,
+        object: String,
+        ours: SignedManifest,
+    ) -> Result<SignedManifest, SealError> {
+        let (bytes, _) = self.store.read_sealed(&object).await?;
+        let same = SignedManifest::parse(&bytes).ok().filter(|theirs| {
+            let mut body = theirs.manifest.clone();
+            body.sealed_at.clone_from(&ours.manifest.sealed_at);
+            theirs.verify_signature(&[self.key.public()]).is_ok() && body == ours.manifest
+        });
+        same.ok_or_else(|| StoreError::Conflict { object }.into())
     }
 
     /// Stores the Parquet file, or adopts the one a crash left under its name if it holds

@@ -126,3 +126,116 @@ async fn a_quiet_stream_is_sealed_by_age() {
     assert_eq!(written[0].manifest.manifest.last_offset, 0);
     assert!(s.flush().await.unwrap().is_empty());
 }
+
+/// Issue 9.5: two writers that both believe they own a stream (a consumer-group member whose
+/// write outlasted a rebalance, and the new owner) must never seal different ranges from one
+/// offset. Each claims the segment's first offset before writing; the later writer either
+/// seals exactly the claimed range (and adopts what is already there) or gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn two_writers_of_one_stream_never_seal_different_ranges_from_one_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = writer(&dir).await;
+    let key = SigningKey::from_seed([3; 32]);
+    let stream = StreamId::new("race", 0).unwrap();
+    let open = |max_events: u64| {
+        StreamSealer::open(
+            store.clone(),
+            key.clone(),
+            stream.clone(),
+            SegmentLimits {
+                max_events,
+                max_bytes: u64::MAX,
+                max_age: None,
+            },
+        )
+    };
+    async fn feed(s: &mut StreamSealer, offsets: std::ops::RangeInclusive<i64>) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for o in offsets {
+            out.extend(s.push_prepared(&prepared(s, o), 10).await.unwrap());
+        }
+        out.extend(s.flush().await.unwrap());
+        out.iter()
+            .map(|x| {
+                (
+                    x.manifest.manifest.first_offset,
+                    x.manifest.manifest.last_offset,
+                )
+            })
+            .collect()
+    }
+    let mut first = open(4).await.unwrap();
+    assert_eq!(feed(&mut first, 0..=3).await, [(0, 3)]);
+
+    // A and B both resume at 4; B seals 4..=6 first, so A's 4..=8 is refused.
+    let (mut a, mut b) = (open(5).await.unwrap(), open(3).await.unwrap());
+    assert_eq!(feed(&mut b, 4..=6).await, [(4, 6)]);
+    for o in 4..=8 {
+        a.push_prepared(&prepared(&a, o), 10).await.unwrap();
+    }
+    let refused = a.flush().await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            SealError::Superseded {
+                first: 4,
+                claimed_last: 6,
+                last: 8,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(refused.is_transient(), "reopening resolves it");
+    assert_eq!(open(5).await.unwrap().resume_offset(), Some(7));
+
+    // A writer that claimed 7..=9 and stopped: the next one seals exactly that range first.
+    store
+        .create(
+            &claim_name(&stream, 7),
+            Bytes::from(Claim::new(&stream, 7, 9, &"ab".repeat(16)).to_bytes()),
+        )
+        .await
+        .unwrap();
+    let mut c = open(5).await.unwrap();
+    assert_eq!(c.resume_offset(), Some(7));
+    assert_eq!(feed(&mut c, 7..=12).await, [(7, 9), (10, 12)]);
+
+    // D and E seal the same range from the same input: E adopts D's manifest and chains on.
+    let (mut d, mut e) = (open(2).await.unwrap(), open(2).await.unwrap());
+    for o in 13..=14 {
+        d.push_prepared(&prepared(&d, o), 10).await.unwrap();
+        e.push_prepared(&prepared(&e, o), 10).await.unwrap();
+    }
+    let d_sealed = d.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let e_sealed = e.flush().await.unwrap();
+    assert_eq!(
+        e_sealed[0].manifest, d_sealed[0].manifest,
+        "adopted, not a second one"
+    );
+    assert_eq!(feed(&mut e, 15..=16).await, [(15, 16)]);
+
+    // Input that ends inside a claimed range seals none of it.
+    store
+        .create(
+            &claim_name(&stream, 17),
+            Bytes::from(Claim::new(&stream, 17, 20, &"cd".repeat(16)).to_bytes()),
+        )
+        .await
+        .unwrap();
+    let mut f = open(5).await.unwrap();
+    for o in 17..=18 {
+        f.push_prepared(&prepared(&f, o), 10).await.unwrap();
+    }
+    assert!(matches!(
+        f.flush().await,
+        Err(SealError::IncompleteRange {
+            first: 17,
+            needed_last: 20,
+            got_last: 18,
+            ..
+        })
+    ));
+    assert_eq!(open(5).await.unwrap().resume_offset(), Some(17));
+}

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_format::names::{ObjectKind, ObjectName, parse_object_name};
+use cairn_format::StreamId;
+use cairn_format::names::{ObjectKind, ObjectName, parse_claim_name, parse_object_name};
 use cairn_store::{EntryKind, ObjectVersion, StoreReader};
 
 use crate::VerifyError;
@@ -15,6 +16,8 @@ pub(crate) struct Inventory {
     pub non_regular: BTreeSet<String>,
     pub manifests: Vec<(String, ObjectName)>,
     pub parquets: Vec<(String, ObjectName)>,
+    /// Writers' claims (FORMAT.md §7): (object, stream, first offset).
+    pub claims: Vec<(String, StreamId, i64)>,
     pub findings: Vec<Finding>,
 }
 
@@ -26,6 +29,7 @@ pub(crate) async fn take(store: &StoreReader, prefix: &str) -> Result<Inventory,
         non_regular: BTreeSet::new(),
         manifests: Vec::new(),
         parquets: Vec::new(),
+        claims: Vec::new(),
         findings: Vec::new(),
     };
     match store.versions(prefix).await? {
@@ -60,7 +64,10 @@ pub(crate) async fn take(store: &StoreReader, prefix: &str) -> Result<Inventory,
     for name in inv.objects.keys() {
         match parse_object_name(name) {
             Some(n) if n.kind == ObjectKind::Manifest => inv.manifests.push((name.clone(), n)),
-            Some(n) => inv.parquets.push((name.clone(), n)),
+                        Some(n) => inv.parquets.push((name.clone(), n)),
+            None if let Some((stream, first)) = parse_claim_name(name) => {
+                inv.claims.push((name.clone(), stream, first))
+            }
             None => inv.findings.push(Finding::new(
                 FindingKind::UnexpectedObject,
                 None,

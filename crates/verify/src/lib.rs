@@ -147,6 +147,7 @@ pub async fn verify_store(
     let checks = check_manifests(store, &inv, keys, opts).await;
     let mut findings = inv.findings.clone();
     findings.extend(orphans(&inv, &checks));
+    findings.extend(unfulfilled_claims(store, &inv, &checks).await);
     let mut report = Report {
         store: store.describe(),
         intact: false,
@@ -212,6 +213,42 @@ async fn check_manifests(
     }
     checks.sort_by(|a, b| a.object.cmp(&b.object));
     checks
+}
+
+/// Claims (FORMAT.md §7) that no manifest fulfils: a writer stopped between claiming a segment
+/// and sealing it (the next writer of the stream seals exactly that range), or the claim is not
+/// a valid one. Claims are not evidence, so these are warnings.
+async fn unfulfilled_claims(
+    store: &StoreReader,
+    inv: &inventory::Inventory,
+    checks: &[ManifestCheck],
+) -> Vec<Finding> {
+    let sealed: HashSet<(&StreamId, i64, i64)> = checks
+        .iter()
+        .map(|c| (&c.name.stream, c.name.first, c.name.last))
+        .collect();
+    let mut out = Vec::new();
+    for (object, stream, first) in &inv.claims {
+        let version = inv.objects.get(object).cloned().flatten();
+        let message = match store.get(object, version.as_deref()).await {
+            Err(e) => format!("a claim that could not be read ({e}); claims are not evidence"),
+            Ok(bytes) => match cairn_format::Claim::parse(&bytes, stream, *first) {
+                Err(e) => format!("{e}; claims are not evidence"),
+                Ok(c) if sealed.contains(&(stream, c.first_offset, c.last_offset)) => continue,
+                Ok(c) => format!(
+                    "a claim on offsets {}..={} that no manifest fulfils (a writer stopped between claiming the segment and sealing it; the stream's next seal seals exactly that range)",
+                    c.first_offset, c.last_offset
+                ),
+            },
+        };
+        out.push(Finding::new(
+            FindingKind::OrphanFile,
+            Some(stream),
+            object,
+            message,
+        ));
+    }
+    out
 }
 
 /// Cairn-named Parquet files that are neither a checked manifest's own Parquet name nor beside
