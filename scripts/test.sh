@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, and .ci/run): installs what the tests need, checks formatting and
 # lints, then runs every test. Tests start their own services (Apache Kafka, moto_server for
-# S3) on 127.0.0.1 and fail, never skip, when one cannot start.
+# S3, Apicurio Registry) on 127.0.0.1 and fail, never skip, when one cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A persistent target dir keeps CI and repeated runs warm; a cold build takes ~7 min here.
@@ -12,6 +12,9 @@ scripts/ensure-python-deps.sh
 # Apache Kafka's broker for the ingest tests (resolved from Maven Central once, then cached).
 CAIRN_KAFKA="$(scripts/ensure-kafka.sh)"
 export CAIRN_KAFKA
+# A real schema registry (Apicurio, Confluent API) for the registry tests, likewise.
+CAIRN_REGISTRY="$(scripts/ensure-registry.sh)"
+export CAIRN_REGISTRY
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

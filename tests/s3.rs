@@ -72,7 +72,8 @@ fn sealed_bucket() -> Sealed {
         })
         .collect();
     names.sort();
-    assert_eq!(names.len(), 10, "one version per object: {names:?}");
+    // Per segment: manifest, Parquet file and the claim its writer made (FORMAT.md §7).
+    assert_eq!(names.len(), 15, "one version per object: {names:?}");
     let manifests = names
         .iter()
         .filter(|n| n.ends_with(".manifest"))
@@ -163,7 +164,7 @@ fn object_lock_is_required_and_every_object_is_under_compliance_retention() {
 
     let (_, listing) = s3.admin(&["list-versions", "nodefault", ""]);
     let versions: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
-    assert_eq!(versions.len(), 10);
+    assert_eq!(versions.len(), 15, "5 segments: manifest, Parquet, claim");
     for v in &versions {
         let key = v["key"].as_str().unwrap();
         let vid = v["version_id"].as_str().unwrap();

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod ingester;
 pub mod kafka;
 pub mod python;
+pub mod registry;
 pub mod s3;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub use cli::*;
 pub use ingester::*;
 pub use kafka::*;
 pub use python::*;
+pub use registry::*;
 pub use s3::*;
 
 // The crates test files use directly, so the `cairn` package needs only this one dev-dependency.

@@ -35,6 +35,12 @@ pub struct IngestArgs {
     /// Directory with audit_event.avsc and the writer schemas named in [schema_ids].
     #[arg(long, env = "CAIRN_SCHEMA_DIR")]
     schema_dir: Option<PathBuf>,
+    /// Confluent-compatible schema registry base URL (Apicurio: …/apis/ccompat/v7): writer
+    /// schemas of Confluent-framed messages whose id [schema_ids] does not map are fetched
+    /// from it. Credentials and TLS: [schema_registry] in the config file.
+    #[arg(long, env = "CAIRN_SCHEMA_REGISTRY_URL")]
+    schema_registry_url: Option<String>,
+
     /// Cut a segment after this many events.
     #[arg(long, env = "CAIRN_SEGMENT_EVENTS")]
     segment_events: Option<u64>,
@@ -82,6 +88,13 @@ pub fn run(args: IngestArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
     }
     if let Some(v) = args.schema_dir {
         cfg.schema_dir = v;
+    }
+    if let Some(v) = args.schema_registry_url {
+        cfg.schema_registry.url = Some(v);
+    }
+    // A secret: from the environment only, never a flag (visible in `ps`).
+    if let Ok(v) = std::env::var("CAIRN_SCHEMA_REGISTRY_PASSWORD") {
+        cfg.schema_registry.password = Some(v);
     }
     if let Some(v) = args.segment_events {
         cfg.segment.max_events = v;

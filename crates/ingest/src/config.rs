@@ -26,8 +26,12 @@ pub struct IngestConfig {
     pub dlq_topic: String,
     /// Directory with `audit_event.avsc` and the writer schemas named in `schema_ids`.
     pub schema_dir: PathBuf,
-    /// Confluent schema id → writer schema file in `schema_dir`.
+    /// Confluent schema id → writer schema file in `schema_dir` (air-gapped use; ids mapped
+    /// here are never fetched from the registry).
     pub schema_ids: BTreeMap<u32, String>,
+    /// A Confluent-compatible schema registry for the writer schemas of Confluent-framed
+    /// messages whose id `schema_ids` does not map.
+    pub schema_registry: SchemaRegistryConfig,
     /// Messages larger than this go to the dead-letter topic.
     pub max_message_bytes: usize,
     /// S3 only: per-object COMPLIANCE retention days instead of the bucket default.
@@ -37,6 +41,35 @@ pub struct IngestConfig {
     pub segment: SegmentConfig,
     /// Passed to librdkafka as is (consumer and producer), e.g. `"security.protocol" = "ssl"`.
     pub kafka: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL of the Confluent REST API (`https://registry:8081`; Apicurio:
+    /// `https://host/apis/ccompat/v7`). Unset: no registry.
+    pub url: Option<String>,
+    /// HTTP basic auth user.
+    pub username: Option<String>,
+    /// HTTP basic auth password (better: the `CAIRN_SCHEMA_REGISTRY_PASSWORD` environment
+    /// variable, which overrides it).
+    pub password: Option<String>,
+    /// PEM file of CA certificates to trust for an https URL, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Per-request timeout.
+    pub timeout_secs: u64,
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        SchemaRegistryConfig {
+            url: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -78,6 +111,7 @@ impl Default for IngestConfig {
             dlq_topic: String::new(),
             schema_dir: PathBuf::from("schemas"),
             schema_ids: BTreeMap::from([(1, "audit_event.avsc".to_string())]),
+            schema_registry: SchemaRegistryConfig::default(),
             max_message_bytes: 1024 * 1024,
             retention_days: None,
             metrics_addr: None,

@@ -2,7 +2,7 @@
 //!
 //! | first bytes | format | writer schema |
 //! |---|---|---|
-//! | `0x00` + 4-byte big-endian id | Confluent wire format | `schema_ids[id]`, a file in the schema directory |
+//! | `0x00` + 4-byte big-endian id | Confluent wire format | `schema_ids[id]`, a file in the schema directory, else the schema registry's (learned by the caller, [`Decoder::learn`]) |
 //! | `0xC3 0x01` + 8-byte fingerprint | Avro single-object encoding | the schema whose CRC-64-AVRO (Rabin) fingerprint matches |
 //! | anything else | JSON, as `cairn seal` reads | — |
 //!
@@ -25,8 +25,13 @@ pub enum DecodeError {
     Oversized { size: usize, max: usize },
     #[error("empty message")]
     Empty,
-    #[error("unknown schema id {0} (map it in [schema_ids] of the config)")]
+    #[error(
+        "unknown schema id {0} (map it in [schema_ids] of the config, or set schema_registry.url)"
+    )]
     UnknownSchemaId(u32),
+    /// The schema registry does not know the id, or its schema is not usable Avro.
+    #[error("{0}")]
+    Registry(String),
     #[error("unknown single-object schema fingerprint {0}")]
     UnknownFingerprint(String),
     #[error("undecodable Avro: {0}")]
@@ -93,6 +98,13 @@ impl Decoder {
             by_fingerprint,
             max_message_bytes,
         })
+    }
+
+    /// Adds the writer schema of Confluent id `id` (fetched from a schema registry).
+    pub fn learn(&mut self, id: u32, schema: Schema) {
+        self.by_fingerprint
+            .push((fingerprint(&schema), schema.clone()));
+        self.by_id.insert(id, schema);
     }
 
     pub fn decode(&self, payload: &[u8]) -> Result<AuditEvent, DecodeError> {

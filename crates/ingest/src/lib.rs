@@ -22,6 +22,7 @@ pub mod decode;
 pub mod file;
 mod kafka;
 pub mod metrics;
+pub mod registry;
 
 use rdkafka::error::KafkaError;
 
@@ -60,6 +61,10 @@ pub enum IngestError {
         log_end: i64,
         sealed_last: i64,
     },
+    /// The schema registry refused cairn (credentials) or is not a Confluent API: retrying
+    /// cannot help.
+    #[error("schema registry: {0}")]
+    Registry(Box<registry::RegistryError>),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error("dead-letter producer: {source}")]

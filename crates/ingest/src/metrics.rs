@@ -74,6 +74,7 @@ pub struct Metrics {
     store_errors: Family<TopicLabels, Counter>,
     store_failing: Gauge,
     kafka_errors: Counter,
+    registry_errors: Counter,
     brokers_down: Gauge,
     sealed_offset: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
@@ -98,6 +99,7 @@ impl Default for Metrics {
             store_errors: Family::default(),
             store_failing: Gauge::default(),
             kafka_errors: Counter::default(),
+            registry_errors: Counter::default(),
             brokers_down: Gauge::default(),
             sealed_offset: Family::default(),
             high_watermark: Family::default(),
@@ -168,6 +170,11 @@ impl Metrics {
             "cairn_kafka_errors",
             "Errors the consumer reported (connections, transport).",
             self.kafka_errors.clone(),
+        );
+        r.register(
+            "cairn_schema_registry_errors",
+            "Schema registry requests that failed and paused a partition (unreachable, timeouts, 5xx).",
+            self.registry_errors.clone(),
         );
         r.register(
             "cairn_kafka_brokers_down",
@@ -282,6 +289,10 @@ impl Metrics {
         self.lost_offsets
             .get_or_create(&topic(topic_name))
             .inc_by(offsets);
+    }
+
+    pub fn registry_error(&self) {
+        self.registry_errors.inc();
     }
 
     pub fn store_error(&self, topic_name: &str) {

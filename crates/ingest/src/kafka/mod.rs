@@ -21,6 +21,7 @@ use cairn_sealer::SegmentLimits;
 use cairn_store::{StoreWriter, WriterOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::registry::SchemaRegistry;
 use crate::{ConfigError, Decoder, IngestConfig, IngestError, Metrics, Summary};
 use rebalance::Ctx;
 use running::Running;
@@ -86,6 +87,7 @@ impl Ingest {
             &self.cfg.schema_ids,
             self.cfg.max_message_bytes,
         )?;
+        let registry = SchemaRegistry::new(&self.cfg.schema_registry)?.map(Arc::new);
         let key = self.signing_key()?;
         let store = Arc::new(self.rt.block_on(StoreWriter::open(
             &self.cfg.store,
@@ -150,6 +152,7 @@ impl Ingest {
                 rt: self.rt.clone(),
                 producer,
                 decoder,
+                registry,
                 dlq_topic: self.cfg.dlq_topic.clone(),
                 metrics: self.metrics.clone(),
                 max_poll: self.max_poll,

@@ -15,7 +15,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::dlq::dead_letter;
 use super::partition::{Partition, classify_gap, describe, start_position};
 use super::rebalance::{Ctx, apply_handover};
+use crate::registry::SchemaRegistry;
 use crate::{DecodeError, Decoder, IngestError, Metrics, Summary};
+use cairn_format::AuditEvent;
 
 /// How often [`Running::tick`] runs (age-based cuts, background writes, metrics, probes).
 pub(crate) const TICK: Duration = Duration::from_millis(500);
@@ -30,9 +32,22 @@ enum Step {
     Fatal(IngestError),
     /// Blocked so long since the last poll that the group may have moved the partitions.
     Stale,
-    /// The broker could not say where the partition's log starts, so a gap cannot be told
-    /// lost from absent yet: rewind and read it again.
-    Unconfirmed(rdkafka::error::KafkaError),
+    /// Something needed to handle the message is unavailable for now (the broker could not say
+    /// where the partition's log starts, so a gap cannot be told lost from absent; the schema
+    /// registry is down): rewind and read it again after a pause. Nothing is dead-lettered.
+    Retry {
+        what: &'static str,
+        error: String,
+    },
+}
+
+impl Step {
+    fn log_start(e: rdkafka::error::KafkaError) -> Self {
+        Step::Retry {
+            what: "cannot read where the partition's log starts",
+            error: e.to_string(),
+        }
+    }
 }
 
 impl From<SealError> for Step {
@@ -52,6 +67,7 @@ pub(crate) struct State {
     pub rt: tokio::runtime::Handle,
     pub producer: AckedProducer,
     pub decoder: Decoder,
+    pub registry: Option<Arc<SchemaRegistry>>,
     pub dlq_topic: String,
     pub metrics: Arc<Metrics>,
     /// librdkafka's `max.poll.interval.ms`.
@@ -277,9 +293,10 @@ impl State {
             }
             _ => {}
         }
-        let part = &mut self.parts[i];
         let payload = m.payload().unwrap_or(&[]);
-        let decoded = self.decoder.decode(payload).and_then(|e| {
+        let decoded = self.decode(payload)?;
+        let part = &mut self.parts[i];
+        let decoded = decoded.and_then(|e| {
             PreparedEvent::new(&part.stream, offset, e, &mut self.leaf_buf)
                 .map_err(|e| DecodeError::Invalid(e.to_string()))
         });
@@ -317,6 +334,38 @@ impl State {
         Ok(written)
     }
 
+    /// Decodes a payload, fetching a Confluent writer schema from the registry the first time
+    /// its id is seen. `Err` when the message cannot be judged now (registry down: retry) or
+    /// ingest must stop (registry refuses cairn); `Ok(Err)` dead-letters it.
+    fn decode(&mut self, payload: &[u8]) -> Result<Result<AuditEvent, DecodeError>, Step> {
+        let decoded = self.decoder.decode(payload);
+        let (Err(DecodeError::UnknownSchemaId(id)), Some(registry)) = (&decoded, &self.registry)
+        else {
+            return Ok(decoded);
+        };
+        let id = *id;
+        match self.rt.block_on(registry.writer_schema(id)) {
+            Ok(schema) => {
+                tracing::info!(
+                    schema_id = id,
+                    registry = registry.url(),
+                    "writer schema fetched from the schema registry"
+                );
+                self.decoder.learn(id, schema);
+                Ok(self.decoder.decode(payload))
+            }
+            Err(e) if e.dead_letters() => Ok(Err(DecodeError::Registry(e.to_string()))),
+            Err(e) if e.is_transient() => {
+                self.metrics.registry_error();
+                Err(Step::Retry {
+                    what: "the schema registry is unavailable; pausing this partition",
+                    error: e.to_string(),
+                })
+            }
+            Err(e) => Err(Step::Fatal(IngestError::Registry(Box::new(e)))),
+        }
+    }
+
     /// Compares a newly opened partition's log with its stream, once: offsets the stream still
     /// needs that Kafka already deleted (the consumer was down longer than the retention, or
     /// someone ran DeleteRecords) are recorded as lost; a log that ends before what the store
@@ -337,7 +386,7 @@ impl State {
         };
         let (low, high) = consumer
             .fetch_watermarks(&part.topic, part.partition, WATERMARK_TIMEOUT)
-            .map_err(Step::Unconfirmed)?;
+            .map_err(Step::log_start)?;
         if high < next {
             return Err(Step::Fatal(IngestError::SourceBehindStore {
                 stream: part.stream.to_string(),
@@ -370,7 +419,7 @@ impl State {
         let part = &self.parts[i];
         let (low, _) = consumer
             .fetch_watermarks(&part.topic, part.partition, WATERMARK_TIMEOUT)
-            .map_err(Step::Unconfirmed)?;
+            .map_err(Step::log_start)?;
         let gap = classify_gap(first, last, low);
         let mut written = Vec::new();
         if let Some(OffsetRange { first, last }) = gap.lost {
@@ -444,16 +493,15 @@ impl State {
             Err(Step::Seal(e)) => self.after_seal(consumer, i, Err(e)),
             Err(Step::Fatal(e)) => Err(e),
             Err(Step::Stale) => Ok(()),
-            Err(Step::Unconfirmed(e)) => {
+            Err(Step::Retry { what, error }) => {
                 let p = &self.parts[i];
                 tracing::warn!(
                     topic = %p.topic,
                     partition = p.partition,
-                    error = %e,
-                    "cannot read where the partition's log starts; rewinding to the last manifest"
+                    error = %error,
+                    "{what}; rewinding to the last manifest"
                 );
-                self.metrics.kafka_error(false);
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(Duration::from_secs(1));
                 self.rewind(consumer, i)
             }
         }
