@@ -111,10 +111,10 @@ impl Ingest {
         };
         let kafka = self.kafka_config();
         let mut consumer_config = kafka.client_config();
-                // Defaults a user may override. librdkafka's fetch.queue.backoff.ms (1000 ms) pauses a
+        // Defaults a user may override. librdkafka's fetch.queue.backoff.ms (1000 ms) pauses a
         // partition's fetching for a second whenever its prefetch queue is full; cairn drains
         // a full queue in well under that and then sat idle: 20 ms took the ingest benchmark
-        // from ~100k to ~160k events/s (scripts/bench_ingest.sh).
+        // from ~100k to ~150k events/s on 1M events (scripts/bench_ingest.sh).
         for (k, v) in [
             ("statistics.interval.ms", "5000"),
             ("partition.assignment.strategy", "range"),
