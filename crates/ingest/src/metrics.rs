@@ -161,6 +161,12 @@ impl Metrics {
         ] {
             r.register(name, help, family.clone());
         }
+        self.register_health()
+    }
+
+    /// Health counters and gauges, per-partition offsets, latency and size histograms.
+    fn register_health(mut self) -> Self {
+        let r = &mut self.registry;
         r.register(
             "cairn_store_failing",
             "1 while the last store write failed.",

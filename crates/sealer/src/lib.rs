@@ -22,18 +22,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use cairn_format::event::{StreamId, format_micros};
-use cairn_format::manifest::{ParquetRef, StreamRef};
-use cairn_format::names::{
-    ObjectKind, claim_name, object_name, parse_claim_name, parse_object_name, stream_dir,
-};
+use cairn_format::event::StreamId;
 use cairn_format::segment::{
-    PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet, scan_segment,
+    PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet,
 };
-use cairn_format::{Claim, Digest, OffsetRange};
-use cairn_format::{Manifest, SignedManifest, SigningKey};
-use cairn_store::{Created, StoreError, StoreWriter};
+use cairn_format::{Digest, OffsetRange, SignedManifest, SigningKey};
+use cairn_store::{StoreError, StoreWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -192,98 +186,6 @@ pub struct StreamSealer {
 }
 
 impl StreamSealer {
-    /// Opens `stream` in `store`, resuming after its newest manifest.
-    pub async fn open(
-        store: Arc<StoreWriter>,
-        key: SigningKey,
-        stream: StreamId,
-        limits: SegmentLimits,
-    ) -> Result<Self, SealError> {
-        let listing = store.list(&format!("{}/", stream_dir(&stream))).await?;
-        let names: Vec<_> = listing
-            .iter()
-            .filter_map(|o| parse_object_name(&o.name).map(|n| (o.name.clone(), n)))
-            .filter(|(_, n)| n.stream == stream)
-            .collect();
-        let newest = names
-            .iter()
-            .filter(|(_, n)| n.kind == ObjectKind::Manifest)
-            .max_by_key(|(_, n)| (n.last, n.first));
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| SealError::Random(e.to_string()))?;
-        let mut sealer = StreamSealer {
-            store,
-            key,
-            stream: stream.clone(),
-            limits,
-            next_seq: 0,
-            prev_hash: Digest::genesis(),
-            next_offset: None,
-            forced_last: None,
-            writer: id.iter().map(|b| format!("{b:02x}")).collect(),
-            pending: None,
-            in_flight: None,
-        };
-        if let Some((object, n)) = newest {
-            let head_err = |message: String| SealError::ChainHead {
-                stream: stream.to_string(),
-                object: object.clone(),
-                message,
-            };
-            let bytes = sealer.store.get(object, None).await?;
-            let sm = SignedManifest::parse(&bytes).map_err(|e| head_err(e.to_string()))?;
-            if let Err(e) = sm.verify_signature(&[sealer.key.public()]) {
-                return Err(head_err(format!(
-                    "is not validly signed by this signing key ({e})"
-                )));
-            }
-            let m = &sm.manifest;
-            if !m.matches(n) {
-                return Err(head_err("does not describe the range its name says".into()));
-            }
-            sealer.next_seq = m.seq + 1;
-            sealer.prev_hash = sm.chain_hash();
-            sealer.next_offset = Some(m.last_offset + 1);
-        }
-        // A Parquet object without a manifest at the resume point: a crash between the two
-        // writes. Seal exactly that range again so the names (and bytes) match.
-        let sealed: std::collections::HashSet<(i64, i64)> = names
-            .iter()
-            .filter(|(_, n)| n.kind == ObjectKind::Manifest)
-            .map(|(_, n)| (n.first, n.last))
-            .collect();
-        let orphan = names
-            .iter()
-            .filter(|(_, n)| n.kind == ObjectKind::Parquet && !sealed.contains(&(n.first, n.last)))
-            .filter(|(_, n)| sealer.next_offset.is_none_or(|next| n.first == next))
-            .min_by_key(|(_, n)| (n.first, n.last));
-        if let Some((_, n)) = orphan {
-            sealer.next_offset = Some(n.first);
-            sealer.forced_last = Some(n.last);
-            return Ok(sealer);
-        }
-        // Another writer's claim at the resume point (its write may still be under way, or it
-        // stopped after claiming): the next segment must be exactly the claimed range.
-        let claim = listing
-            .iter()
-            .filter_map(|o| parse_claim_name(&o.name).map(|(s, first)| (o.name.clone(), s, first)))
-            .filter(|(_, s, first)| {
-                *s == stream && sealer.next_offset.is_none_or(|next| *first == next)
-            })
-            .min_by_key(|(_, _, first)| *first);
-        if let Some((object, _, first)) = claim {
-            let bytes = sealer.store.get(&object, None).await?;
-            let c = Claim::parse(&bytes, &stream, first).map_err(|e| SealError::BadClaim {
-                stream: stream.to_string(),
-                object: object.clone(),
-                message: e.to_string(),
-            })?;
-            sealer.next_offset = Some(first);
-            sealer.forced_last = Some(c.last_offset);
-        }
-        Ok(sealer)
-    }
-
     pub fn stream(&self) -> &StreamId {
         &self.stream
     }
@@ -494,171 +396,10 @@ impl StreamSealer {
         let enc = task.await.expect("segment encoding task panicked")?;
         self.write(enc).await.map(Some)
     }
-
-    /// Writes the Parquet file, then the signed manifest chained to the previous one.
-    async fn write(&mut self, enc: Encoded) -> Result<SealedSegment, SealError> {
-        let range = OffsetRange::new(enc.first, enc.last);
-        let parquet_object = object_name(&self.stream, enc.first, enc.last, ObjectKind::Parquet);
-        let manifest_object = object_name(&self.stream, enc.first, enc.last, ObjectKind::Manifest);
-        self.claim(range).await?;
-        let parquet = Bytes::from(enc.parquet);
-        let (file, created) = self
-            .store_parquet(&parquet_object, parquet, &enc.stats)
-            .await?;
-        let bound = |us: Option<i64>| -> Result<Option<String>, SealError> {
-            // Validated events lie in the years 0001–9999, which the canonical form can state.
-            us.map(|us| {
-                format_micros(us).ok_or_else(|| SealError::Event {
-                    offset: range.first,
-                    message: format!("occurred_at {us} µs is outside the years 0001 to 9999"),
-                })
-            })
-            .transpose()
-        };
-        let manifest = Manifest {
-            format: cairn_format::FORMAT_VERSION.to_string(),
-            stream: StreamRef {
-                id: self.stream.source.clone(),
-                partition: self.stream.partition,
-            },
-            seq: self.next_seq,
-            first_offset: range.first,
-            last_offset: range.last,
-            event_count: enc.stats.event_count,
-            rejected: enc.rejected,
-            absent: enc.absent,
-            lost: Some(enc.lost),
-            min_occurred_at: bound(enc.stats.min_occurred_at_us)?,
-            max_occurred_at: bound(enc.stats.max_occurred_at_us)?,
-            tenants: enc.stats.tenants,
-            merkle_root: Digest::from_bytes(&enc.stats.merkle_root),
-            parquet: ParquetRef {
-                object: parquet_object.clone(),
-                sha256: file.0,
-                size: file.1,
-                version_id: created.version_id.clone(),
-            },
-            prev_manifest_sha256: self.prev_hash.clone(),
-            schema_sha256: cairn_format::schema_fingerprint(),
-            key_id: String::new(),
-            sealed_at: format_micros(chrono::Utc::now().timestamp_micros())
-                .expect("the clock reads a time between the years 0001 and 9999"),
-        };
-        let mut signed = SignedManifest::sign(manifest, &self.key);
-        match self
-            .store
-            .create(&manifest_object, Bytes::from(signed.to_bytes()))
-            .await
-        {
-            Ok(_) => {}
-            // Another writer sealed the same claimed range first (only `sealed_at` and so the
-            // signature can differ): its manifest is this stream's segment.
-            Err(StoreError::Conflict { object }) => signed = self.adopt(object, signed).await?,
-            Err(e) => return Err(e.into()),
-        }
-        self.next_seq += 1;
-        self.prev_hash = signed.chain_hash();
-        Ok(SealedSegment {
-            manifest: signed,
-            parquet_object,
-            manifest_object,
-            parquet_reused: created.already_existed,
-            latency: enc.opened.elapsed(),
-        })
-    }
-
-    /// Creates this writer's claim on `range` (or finds its own from a retried write, or
-    /// another writer's on the same range). Another writer's claim on a different range
-    /// starting at the same offset is [`SealError::Superseded`].
-    async fn claim(&self, range: OffsetRange) -> Result<(), SealError> {
-        let object = claim_name(&self.stream, range.first);
-        let ours = Claim::new(&self.stream, range.first, range.last, &self.writer);
-        match self
-            .store
-            .create(&object, Bytes::from(ours.to_bytes()))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(StoreError::Conflict { object }) => {
-                let bytes = self.store.get(&object, None).await?;
-                let theirs = Claim::parse(&bytes, &self.stream, range.first).map_err(|e| {
-                    SealError::BadClaim {
-                        stream: self.stream.to_string(),
-                        object: object.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
-                if theirs.last_offset == range.last {
-                    Ok(())
-                } else {
-                    Err(SealError::Superseded {
-                        stream: self.stream.to_string(),
-                        first: range.first,
-                        claimed_last: theirs.last_offset,
-                        last: range.last,
-                    })
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The manifest at `object` when it is `ours` but for `sealed_at` (and so its signature):
-    /// another writer sealed the same claimed range from the same input first. Anything else
-    /// there is a conflict.
-    async fn adopt(
-        &self,
-        object: String,
-        ours: SignedManifest,
-    ) -> Result<SignedManifest, SealError> {
-        let (bytes, _) = self.store.read_sealed(&object).await?;
-        let same = SignedManifest::parse(&bytes).ok().filter(|theirs| {
-            let mut body = theirs.manifest.clone();
-            body.sealed_at.clone_from(&ours.manifest.sealed_at);
-            theirs.verify_signature(&[self.key.public()]).is_ok() && body == ours.manifest
-        });
-        same.ok_or_else(|| StoreError::Conflict { object }.into())
-    }
-
-    /// Stores the Parquet file, or adopts the one a crash left under its name if it holds
-    /// exactly these events (even when another writer encoded it). Returns the stored file's
-    /// hash and size, which the manifest signs.
-    async fn store_parquet(
-        &self,
-        object: &str,
-        parquet: Bytes,
-        stats: &SegmentStats,
-    ) -> Result<((Digest, u64), Created), SealError> {
-        let ours = (Digest::of(&parquet), parquet.len() as u64);
-        match self.store.create(object, parquet).await {
-            Ok(created) => Ok((ours, created)),
-            Err(StoreError::Conflict { object }) => {
-                let (existing, version_id) = self.store.read_sealed(&object).await?;
-                if !same_events(existing.clone(), stats) {
-                    return Err(StoreError::Conflict { object }.into());
-                }
-                let created = Created {
-                    version_id,
-                    already_existed: true,
-                };
-                Ok(((Digest::of(&existing), existing.len() as u64), created))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
 }
 
-/// Does the Parquet file `file` hold exactly the events `stats` describes? The Merkle root
-/// covers every leaf byte (stream, partition, offset and every field), so equal roots and counts
-/// mean equal contents, whatever the encoding.
-fn same_events(file: Bytes, stats: &SegmentStats) -> bool {
-    let mut merkle = cairn_format::merkle::MerkleBuilder::new();
-    let scanned = scan_segment(file, |_, leaf| {
-        merkle.push_leaf_data(leaf);
-        Ok::<(), ()>(())
-    });
-    matches!(scanned, Ok(Ok(n)) if n == stats.event_count) && merkle.root() == stats.merkle_root
-}
+mod resume;
+mod write;
 
 #[cfg(test)]
 mod tests;

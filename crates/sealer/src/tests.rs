@@ -1,5 +1,8 @@
 use super::*;
+use bytes::Bytes;
 use cairn_format::AuditEvent;
+use cairn_format::Claim;
+use cairn_format::names::claim_name;
 use cairn_store::WriterOptions;
 
 async fn writer(dir: &tempfile::TempDir) -> Arc<StoreWriter> {

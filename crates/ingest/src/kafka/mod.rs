@@ -3,12 +3,15 @@
 //! [`Ingest::connect`] sets everything up and returns the poll loop's state; [`Ingest::run`]
 //! drives it until shutdown. Modules: `partition` (a partition's sealer and position
 //! confirmation), `rebalance` (the consumer context: partitions opened from the store when the
-//! group assigns them), `running` (the loop: decode, dead-letter, seal, commit, rewind) and
-//! `dlq` (the dead-letter record).
+//! group assigns them), `running` (the loop: decode, dead-letter, seal, commit, rewind), `gaps`
+//! (offsets Kafka skips: absent or lost, and a log behind the store), `repeats` (rate-limited
+//! error logs) and `dlq` (the dead-letter record).
 
 mod dlq;
+mod gaps;
 mod partition;
 mod rebalance;
+mod repeats;
 mod running;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +113,37 @@ impl Ingest {
             fatal: Mutex::new(None),
         };
         let kafka = self.kafka_config();
+        let consumer = self.consumer(&kafka, ctx)?;
+        let producer = AckedProducer::new(&kafka, RetryPolicy::default()).map_err(|source| {
+            IngestError::Producer {
+                source: Box::new(source),
+            }
+        })?;
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        Ok(Running {
+            consumer,
+            state: running::State {
+                rt: self.rt.clone(),
+                producer,
+                decoder,
+                registry,
+                dlq_topic: self.cfg.dlq_topic.clone(),
+                metrics: self.metrics.clone(),
+                max_poll: self.max_poll,
+                parts: Vec::new(),
+                summary: Summary::default(),
+                leaf_buf: Vec::with_capacity(1024),
+                polled_at: Instant::now(),
+                ticked_at: Instant::now(),
+                consumer_errors: Default::default(),
+            },
+        })
+    }
+
+    /// The group consumer, subscribed. Positions come from the store (set when partitions are
+    /// assigned), offsets are committed only after seals, and only committed transactions are
+    /// read.
+    fn consumer(&self, kafka: &KafkaConfig, ctx: Ctx) -> Result<BaseConsumer<Ctx>, IngestError> {
         let mut consumer_config = kafka.client_config();
         // Defaults a user may override. librdkafka's fetch.queue.backoff.ms (1000 ms) pauses a
         // partition's fetching for a second whenever its prefetch queue is full; cairn drains
@@ -131,11 +165,6 @@ impl Ingest {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .create_with_context(ctx)?;
-        let producer = AckedProducer::new(&kafka, RetryPolicy::default()).map_err(|source| {
-            IngestError::Producer {
-                source: Box::new(source),
-            }
-        })?;
         match &self.cfg.topic_regex {
             Some(re) => {
                 let pattern = if re.starts_with('^') {
@@ -150,25 +179,7 @@ impl Ingest {
                 consumer.subscribe(&topics)?
             }
         }
-        self.metrics.ready.store(true, Ordering::Relaxed);
-        Ok(Running {
-            consumer,
-            state: running::State {
-                rt: self.rt.clone(),
-                producer,
-                decoder,
-                registry,
-                dlq_topic: self.cfg.dlq_topic.clone(),
-                metrics: self.metrics.clone(),
-                max_poll: self.max_poll,
-                parts: Vec::new(),
-                summary: Summary::default(),
-                leaf_buf: Vec::with_capacity(1024),
-                polled_at: Instant::now(),
-                ticked_at: Instant::now(),
-                consumer_errors: Default::default(),
-            },
-        })
+        Ok(consumer)
     }
 
     /// Runs on the calling (non-async) thread until `shutdown` is set, then seals what it holds,

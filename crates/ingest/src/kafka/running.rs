@@ -13,7 +13,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::dlq::dead_letter;
-use super::partition::{Partition, classify_gap, describe, start_position};
+use super::partition::{Partition, describe, start_position};
 use super::rebalance::{Ctx, apply_handover};
 use crate::registry::SchemaRegistry;
 use crate::{DecodeError, Decoder, IngestError, Metrics, Summary};
@@ -22,11 +22,8 @@ use cairn_format::AuditEvent;
 /// How often [`Running::tick`] runs (age-based cuts, background writes, metrics, probes).
 pub(crate) const TICK: Duration = Duration::from_millis(500);
 
-/// How long to wait for a partition leader's watermarks.
-const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why handling a message stopped short.
-enum Step {
+pub(super) enum Step {
     /// Sealing failed: rewind the partition (transient) or stop (permanent).
     Seal(SealError),
     Fatal(IngestError),
@@ -39,15 +36,6 @@ enum Step {
         what: &'static str,
         error: String,
     },
-}
-
-impl Step {
-    fn log_start(e: rdkafka::error::KafkaError) -> Self {
-        Step::Retry {
-            what: "cannot read where the partition's log starts",
-            error: e.to_string(),
-        }
-    }
 }
 
 impl From<SealError> for Step {
@@ -78,36 +66,7 @@ pub(crate) struct State {
     /// When the loop last called `poll`.
     pub polled_at: Instant,
     pub ticked_at: Instant,
-    pub consumer_errors: Repeats,
-}
-
-/// Logs each consumer error the first time it is seen and then at most every 10 s with how
-/// often it recurred (librdkafka reports `AllBrokersDown` and `BrokerTransportFailure` on
-/// every poll during an outage).
-#[derive(Default)]
-pub(crate) struct Repeats {
-    /// Per error text: when it was last logged, and how often seen since.
-    seen: std::collections::HashMap<String, (Instant, u64)>,
-}
-
-impl Repeats {
-    /// `Some(repeats since last logged)` when `error` should be logged now.
-    fn note(&mut self, error: &str, now: Instant) -> Option<u64> {
-        match self.seen.get_mut(error) {
-            Some((at, n)) if now.duration_since(*at) < Duration::from_secs(10) => {
-                *n += 1;
-                None
-            }
-            Some((at, n)) => {
-                *at = now;
-                Some(std::mem::take(n))
-            }
-            None => {
-                self.seen.insert(error.to_string(), (now, 0));
-                Some(0)
-            }
-        }
-    }
+    pub consumer_errors: super::repeats::Repeats,
 }
 
 impl Running {
@@ -366,123 +325,8 @@ impl State {
         }
     }
 
-    /// Compares a newly opened partition's log with its stream, once: offsets the stream still
-    /// needs that Kafka already deleted (the consumer was down longer than the retention, or
-    /// someone ran DeleteRecords) are recorded as lost; a log that ends before what the store
-    /// has sealed (a recreated topic, another cluster) stops ingest, since its records would
-    /// be mistaken for sealed ones.
-    fn check_log(
-        &mut self,
-        consumer: &BaseConsumer<Ctx>,
-        i: usize,
-    ) -> Result<Vec<SealedSegment>, Step> {
-        let part = &self.parts[i];
-        if part.log_checked {
-            return Ok(Vec::new());
-        }
-        let Some(next) = part.sealer.resume_offset() else {
-            self.parts[i].log_checked = true;
-            return Ok(Vec::new());
-        };
-        let (low, high) = consumer
-            .fetch_watermarks(&part.topic, part.partition, WATERMARK_TIMEOUT)
-            .map_err(Step::log_start)?;
-        if high < next {
-            return Err(Step::Fatal(IngestError::SourceBehindStore {
-                stream: part.stream.to_string(),
-                log_end: high,
-                sealed_last: next - 1,
-            }));
-        }
-        let mut written = Vec::new();
-        if next < low {
-            written = self.record_lost(i, next, low - 1)?;
-        }
-        let part = &mut self.parts[i];
-        if next <= low {
-            part.probe = None; // nothing before the resume offset is left to confirm it with
-        }
-        part.log_checked = true;
-        Ok(written)
-    }
-
-    /// Offsets `first..=last` of partition `i` that Kafka passed over without delivering them:
-    /// those the log no longer holds are lost (see [`classify_gap`]), the others absent
-    /// (transaction markers, aborted records).
-    fn skipped(
-        &mut self,
-        consumer: &BaseConsumer<Ctx>,
-        i: usize,
-        first: i64,
-        last: i64,
-    ) -> Result<Vec<SealedSegment>, Step> {
-        let part = &self.parts[i];
-        let (low, _) = consumer
-            .fetch_watermarks(&part.topic, part.partition, WATERMARK_TIMEOUT)
-            .map_err(Step::log_start)?;
-        let gap = classify_gap(first, last, low);
-        let mut written = Vec::new();
-        if let Some(OffsetRange { first, last }) = gap.lost {
-            written.extend(self.record_lost(i, first, last)?);
-        }
-        if let Some(OffsetRange { first, last }) = gap.absent {
-            let part = &mut self.parts[i];
-            tracing::info!(
-                topic = %part.topic,
-                partition = part.partition,
-                first,
-                last,
-                "offsets were not delivered; recording them as absent"
-            );
-            written.extend(self.rt.block_on(part.sealer.push_absent(first, last))?);
-            self.metrics.absent(&part.topic, (last - first + 1) as u64);
-        }
-        Ok(written)
-    }
-
-    fn record_lost(&mut self, i: usize, first: i64, last: i64) -> Result<Vec<SealedSegment>, Step> {
-        let part = &mut self.parts[i];
-        tracing::error!(
-            topic = %part.topic,
-            partition = part.partition,
-            first,
-            last,
-            "Kafka deleted these offsets (retention or DeleteRecords) before they were sealed; recording them as lost. Raise retention.ms above the longest outage ingest must survive"
-        );
-        let written = self.rt.block_on(part.sealer.push_lost(first, last))?;
-        self.metrics.lost(&part.topic, (last - first + 1) as u64);
-        Ok(written)
-    }
-
-    /// The consumer moved past offsets it never returned (a transaction's commit or abort
-    /// marker, an aborted batch at the end of what was produced): record them as absent so a
-    /// quiet partition's last segment covers them too. librdkafka's position is the offset after
-    /// the last message it returned or skipped.
-    fn skip_to_positions(&mut self, consumer: &BaseConsumer<Ctx>) -> Result<(), IngestError> {
-        let positions = consumer.position()?;
-        for i in 0..self.parts.len() {
-            let p = &self.parts[i];
-            if p.probe.is_some() || !p.log_checked {
-                continue; // still confirming where this partition is
-            }
-            let Some(next) = p.sealer.resume_offset() else {
-                continue;
-            };
-            let position = positions
-                .find_partition(&p.topic, p.partition)
-                .map(|e| e.offset());
-            if let Some(Offset::Offset(pos)) = position
-                && pos > next
-            {
-                let r = self.skipped(consumer, i, next, pos - 1);
-                self.settle(consumer, i, r)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Finishes a step on partition `i`: commits what was sealed, or rewinds, or stops.
-    fn settle(
+    pub(super) fn settle(
         &mut self,
         consumer: &BaseConsumer<Ctx>,
         i: usize,
@@ -626,25 +470,5 @@ impl State {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_consumer_error_is_logged_once_per_ten_seconds_with_its_count() {
-        let mut r = Repeats::default();
-        let t0 = Instant::now();
-        assert_eq!(r.note("down", t0), Some(0));
-        for ms in 1..=50 {
-            assert_eq!(r.note("down", t0 + Duration::from_millis(ms * 100)), None);
-        }
-        assert_eq!(r.note("down", t0 + Duration::from_secs(11)), Some(50));
-        assert_eq!(r.note("other", t0 + Duration::from_secs(12)), Some(0));
-        assert_eq!(r.note("down", t0 + Duration::from_secs(12)), None);
-        assert_eq!(r.note("other", t0 + Duration::from_secs(13)), None);
-        assert_eq!(r.note("down", t0 + Duration::from_secs(22)), Some(1));
     }
 }
