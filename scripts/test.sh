@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, and .ci/run): installs what the tests need, checks formatting and
 # lints, then runs every test. Tests start their own services (Apache Kafka, moto_server for
-# S3, Apicurio Registry) on 127.0.0.1 and fail, never skip, when one cannot start.
+# S3, Apicurio Registry, an OIDC provider, cairn serve) on 127.0.0.1 and fail, never skip, when one cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A persistent target dir keeps CI and repeated runs warm; a cold build takes ~7 min here.
@@ -15,6 +15,16 @@ export CAIRN_KAFKA
 # A real schema registry (Apicurio, Confluent API) for the registry tests, likewise.
 CAIRN_REGISTRY="$(scripts/ensure-registry.sh)"
 export CAIRN_REGISTRY
+# The real OPA (built from the Go module proxy once): `opa test policies/` and the wasm bundle
+# for the three-way policy agreement test.
+CAIRN_OPA="$(scripts/ensure-opa.sh)"
+export CAIRN_OPA
+# A real OpenID Connect provider (npm oauth2-mock-server) for the query service's auth tests.
+CAIRN_OIDC_PROVIDER="$(scripts/ensure-oidc-provider.sh)"
+export CAIRN_OIDC_PROVIDER
+
+echo "== opa test policies/"
+"$CAIRN_OPA" test policies/
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

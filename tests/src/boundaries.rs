@@ -10,6 +10,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cairn-format", &[]),
     ("cairn-store", &[]),
     ("cairn-kafka", &[]),
+    ("cairn-policy", &[]),
+    (
+        "cairn-query",
+        &[
+            "cairn-format",
+            "cairn-store",
+            "cairn-verify",
+            "cairn-policy",
+        ],
+    ),
     ("cairn-sealer", &["cairn-format", "cairn-store"]),
     ("cairn-verify", &["cairn-format", "cairn-store"]),
     (
@@ -25,6 +35,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-verify",
             "cairn-ingest",
             "cairn-kafka",
+            "cairn-policy",
+            "cairn-query",
         ],
     ),
 ];

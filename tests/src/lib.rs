@@ -12,9 +12,12 @@
 pub mod cli;
 pub mod ingester;
 pub mod kafka;
+pub mod oidc;
+pub mod opa;
 pub mod python;
 pub mod registry;
 pub mod s3;
+pub mod serve;
 
 #[cfg(test)]
 mod boundaries;

@@ -7,6 +7,7 @@ mod http;
 mod ingest;
 mod keyfile;
 mod seal;
+mod serve;
 
 // glibc malloc serialises on an arena lock when one thread frees what another allocated
 // (parsed events cross from the reader thread to the sealer): ~25% of seal time in profiles.
@@ -89,6 +90,14 @@ enum Command {
     /// SIGINT, then seals what it holds and exits 0 (2 if that last seal fails: nothing
     /// unsealed was committed, so the next start reads those messages again).
     Ingest(ingest::IngestArgs),
+    /// Serve policy-gated SQL over the verified segments of a store (docs/QUERY.md).
+    ///
+    /// Every request is authenticated (an API key in X-Api-Key), planned read-only to learn
+    /// which tables and columns it reads, decided once by the Rego policy (docs/POLICY.md),
+    /// and only then run — over views that apply the policy's row filters and masks beneath
+    /// the SQL. Only segments whose manifest a --pubkey signed and whose file hashes as signed
+    /// are served; the store is re-listed every refresh_secs. Runs until SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
     /// Verify every segment, signature, chain and offset range in a store.
     ///
     /// Lists the whole store (a symbolic link or special file in a local vault is an integrity
@@ -208,6 +217,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Seal(args) => seal::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Ingest(_) => unreachable!("ingest runs outside the async runtime"),
         Command::Verify {
             store,
