@@ -92,6 +92,21 @@ fn roles_see_exactly_what_the_policy_grants_and_masks_hold_under_hostile_sql() {
     );
     assert_eq!(body["rows"][0]["n"], 0, "the 90-day window holds");
 
+    // A predicate that fails only on rows the policy removes must not fail: the row filter is
+    // applied before the caller's SQL runs, not merged into it (a failing cast would otherwise
+    // print another tenant's value, and failing at all is an oracle). Found by probing
+    // `cairn serve`: the error named 'globex' and a globex IP.
+    for sql in [
+        "SELECT count(*) AS n FROM events WHERE CASE WHEN tenant <> 'acme' THEN CAST(tenant AS INT) ELSE 0 END = 1",
+        "SELECT count(*) AS n FROM events WHERE CAST(CASE WHEN tenant <> 'acme' THEN actor['ip'] ELSE '0' END AS INT) = 1",
+        "SELECT count(*) AS n FROM events WHERE CASE WHEN occurred_at < now() - INTERVAL '100 days' THEN CAST(tenant AS INT) ELSE 0 END = 1",
+        "SELECT count(*) AS n FROM events WHERE CASE WHEN sensitivity = 'confidential' THEN CAST(actor['ip'] AS INT) ELSE 0 END = 1",
+    ] {
+        let (status, body) = server.query(ann, sql);
+        assert_eq!(status, 200, "{sql}: {body}");
+        assert_eq!(body["rows"][0]["n"], 0, "{sql}");
+    }
+
     // Masks: actor.ip and details are NULL on confidential/pii rows, for every use of them.
     let (status, body) = server.query(
         ann,
@@ -100,6 +115,10 @@ fn roles_see_exactly_what_the_policy_grants_and_masks_hold_under_hostile_sql() {
     ok(status, &body);
     for row in body["rows"].as_array().unwrap() {
         let sensitive = matches!(row["sensitivity"].as_str(), Some("confidential" | "pii"));
+        assert!(
+            row.get("ip").is_some() && row.get("details").is_some(),
+            "explicit nulls: {row}"
+        );
         assert_eq!(row.get("ip").is_none_or(Value::is_null), sensitive, "{row}");
         assert_eq!(
             row.get("details").is_none_or(Value::is_null),

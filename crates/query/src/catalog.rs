@@ -159,13 +159,14 @@ impl Catalog {
                 Err(Admit::Store(e)) if e.is_transient() => return Err(e.into()),
                 Err(e) => {
                     let reason = e.to_string();
-                    tracing::error!(object = %object, reason = %reason, "segment excluded: it failed verification");
                     let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-                    if state
-                        .excluded
-                        .insert(object.clone(), Excluded { object, reason })
-                        .is_none()
-                    {
+                    let excluded = Excluded {
+                        object: object.clone(),
+                        reason: reason.clone(),
+                    };
+                    // Logged once (it is re-checked on every refresh, in case a read was bad).
+                    if state.excluded.insert(object.clone(), excluded).is_none() {
+                        tracing::error!(object = %object, reason = %reason, "segment excluded: it failed verification");
                         out.excluded += 1;
                     }
                 }

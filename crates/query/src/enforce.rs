@@ -20,6 +20,13 @@ use crate::QueryError;
 use crate::catalog::Segment;
 
 /// Registers `name` in `ctx` as the policy's view of `segments`.
+///
+/// The row filters are applied by a plan of their own, executed to completion before the
+/// caller's SQL is planned: in one plan the optimizer may merge the caller's predicates with
+/// the policy's and evaluate them on rows the policy removes, and a predicate that fails (a
+/// cast, a division by zero) would then reveal those rows through its error message or the
+/// mere fact of failing. Masks stay in the view: a predicate over a masked column is
+/// rewritten onto the masked expression, so it never sees the raw value.
 pub async fn register_view(
     ctx: &SessionContext,
     name: &str,
@@ -27,15 +34,32 @@ pub async fn register_view(
     segments: &[Arc<Segment>],
     grant: &TableGrant,
 ) -> Result<(), QueryError> {
-    let partitions = partition(segments, ctx.copied_config().target_partitions());
+    let n = ctx.copied_config().target_partitions();
+    let mut partitions = partition(segments, n);
+    if !grant.row_filters.is_empty() {
+        let table = MemTable::try_new(schema.clone(), partitions)
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let mut rows = ctx
+            .read_table(Arc::new(table))
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        for f in &grant.row_filters {
+            rows = rows.filter(filter_expr(f, schema)?).map_err(policy_error)?;
+        }
+        let kept = rows
+            .collect_partitioned()
+            .await
+            .map_err(crate::sql::sql_error)?;
+        partitions = if kept.is_empty() {
+            vec![Vec::new()]
+        } else {
+            kept
+        };
+    }
     let table = MemTable::try_new(schema.clone(), partitions)
         .map_err(|e| QueryError::Internal(e.to_string()))?;
     let mut df = ctx
         .read_table(Arc::new(table))
         .map_err(|e| QueryError::Internal(e.to_string()))?;
-    for f in &grant.row_filters {
-        df = df.filter(filter_expr(f, schema)?).map_err(policy_error)?;
-    }
     let projection = schema
         .fields()
         .iter()

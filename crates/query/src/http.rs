@@ -164,7 +164,10 @@ fn encode(out: &QueryOutput, format: Format) -> Result<Response, QueryError> {
     };
     let (content_type, body) = match format {
         Format::Json => {
-            let mut w = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+            // Explicit nulls: every row has every column (a masked value is null, not absent).
+            let mut w = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::JsonArray>(Vec::new());
             w.write_batches(&batches).map_err(internal)?;
             w.finish().map_err(internal)?;
             let raw = w.into_inner();
@@ -285,7 +288,7 @@ async fn list_tables(
         let outcome = decide(
             app.service.engine().as_ref(),
             &input,
-            std::time::Duration::from_secs(1),
+            app.service.policy_timeout(),
         )
         .await;
         let Some(grant) = outcome

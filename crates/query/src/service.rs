@@ -119,6 +119,10 @@ impl QueryService {
         &self.catalog
     }
 
+    pub fn policy_timeout(&self) -> Duration {
+        self.policy_timeout
+    }
+
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
     }
@@ -218,12 +222,22 @@ impl QueryService {
             });
         }
         let decision = outcome.decision;
-        let (ctx, segments) = self.enforced_session(&analysis.tables, &decision).await?;
         let max_rows = decision
             .limits
             .max_rows
             .map_or(self.limits.max_rows, |p| p.min(self.limits.max_rows));
-        let (out_schema, batches, rows) = self.execute(&ctx, &req.sql, max_rows).await?;
+        // One timeout over the policy's filtering and the caller's query.
+        let start = Instant::now();
+        let work = async {
+            let (ctx, segments) = self.enforced_session(&analysis.tables, &decision).await?;
+            let out = self.execute(&ctx, &req.sql, max_rows).await?;
+            Ok::<_, QueryError>((segments, out))
+        };
+        let (segments, (out_schema, batches, rows)) =
+            tokio::time::timeout(Duration::from_millis(self.limits.timeout_ms), work)
+                .await
+                .map_err(|_| QueryError::Timeout(self.limits.timeout_ms))??;
+        self.metrics.query_time(start.elapsed());
         self.metrics.segments_read(segments.len());
         Ok(QueryOutput {
             decision_id,
@@ -301,7 +315,6 @@ impl QueryService {
         sql: &str,
         max_rows: u64,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize), QueryError> {
-        let timeout = Duration::from_millis(self.limits.timeout_ms);
         let max_bytes = self.limits.max_bytes;
         let work = async {
             let df = ctx
@@ -328,12 +341,7 @@ impl QueryService {
             }
             Ok((schema, batches, rows))
         };
-        let start = Instant::now();
-        let out = tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| QueryError::Timeout(self.limits.timeout_ms))?;
-        self.metrics.query_time(start.elapsed());
-        out
+        work.await
     }
 }
 
