@@ -15,7 +15,7 @@
 #   LOAD_SECS  length of the load phase (default: 60)
 #   BENCH_DIR  work directory, deleted and recreated (default: /tmp/cairn-bench-query)
 #
-# Build first: cargo build --release -p cairn -p cairn-policy --examples (see README).
+# Build first: cargo build --release -p cairn --bin cairn --example bench_policy (see README).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -29,7 +29,7 @@ LOAD_SECS="${LOAD_SECS:-60}"
 DIR="${BENCH_DIR:-/tmp/cairn-bench-query}"
 die() { echo "bench_query: $*" >&2; exit 1; }
 [[ -x "$CAIRN_BIN" ]] || die "cairn binary not found at $CAIRN_BIN (cargo build --release -p cairn)"
-[[ -x "$BENCH_POLICY" ]] || die "bench_policy not found at $BENCH_POLICY (cargo build --release -p cairn-policy --example bench_policy)"
+[[ -x "$BENCH_POLICY" ]] || die "bench_policy not found at $BENCH_POLICY (cargo build --release -p cairn --example bench_policy)"
 [[ -n "$DIR" && "$DIR" != "/" ]] || die "refusing BENCH_DIR=$DIR"
 scripts/ensure-python-deps.sh
 OPA="$(scripts/ensure-opa.sh)"

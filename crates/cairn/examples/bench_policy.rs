@@ -1,4 +1,4 @@
-//! Policy evaluation alone, for scripts/bench_query.sh: the shipped policy on one input,
+//! Policy evaluation alone (cairn-policy's engines), for scripts/bench_query.sh: the shipped policy on one input,
 //! timed per evaluation under regorus and opa-wasm; with OPA's mean from `opa bench` (ns per
 //! op) as the fourth argument, the ratios too.
 //!
