@@ -3,7 +3,9 @@
 # 4.4 broker, 3 partitions, some malformed messages → dead-letter topic) into a write-once
 # vault; seal a JSONL file into S3 with Object Lock (a local moto_server); verify both; then
 # serve policy-gated SQL over the vault (an analyst's masked query, a denied query, an
-# auditor's query); then tamper with a copy and show verify catching it. Installs what it needs (Kafka's jars from
+# auditor's query, a signed result checked offline), every decision recorded on Kafka first;
+# seal the decisions topic with cairn ingest and let the auditor read the access log of the
+# demo's own queries; then tamper with a copy and show verify catching it. Installs what it needs (Kafka's jars from
 # Maven Central once, the Python peers); starts and stops its own services; leaves its work in
 # ${DEMO_DIR:-.demo}.
 set -euo pipefail
@@ -26,6 +28,7 @@ python3 scripts/gen_events.py --count "$EVENTS" --out "$DIR/events.jsonl" --seed
 
 echo "== cairn keygen"
 "$CAIRN" keygen --out "$DIR/keys"
+"$CAIRN" keygen --out "$DIR/service-keys"   # the query service's own key, for signed results
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 150); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$1))" 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 did not open" >&2; return 1; }
@@ -37,6 +40,8 @@ kafka_start "$DIR"
 echo "broker at $KAFKA_ADDR"
 kafka_topic audit 3
 kafka_topic audit.dlq 1
+kafka_topic cairn.decisions 1
+kafka_topic cairn.alerts 1
 python3 scripts/produce.py --brokers "$KAFKA_ADDR" --topic audit --partitions 3 "$DIR/events.jsonl"
 
 MPORT=$(free_port)
@@ -91,14 +96,19 @@ python3 tests/services/s3_admin.py create-bucket audit --lock --default-retentio
 echo "first rejected line:"; head -n 1 "$DIR/rejects-s3.jsonl"
 "$CAIRN" verify --store s3://audit/demo --pubkey "$DIR/keys/signing.pub"
 
-echo "== cairn serve: policy-gated SQL over the verified local vault (policies/, API keys per role)"
+echo "== cairn serve: policy-gated SQL over the verified local vault (policies/, API keys per role);"
+echo "   every decision is acknowledged on the Kafka topic cairn.decisions before any data is read"
 QPORT=$(free_port)
 cat >"$DIR/serve.toml" <<TOML
 [query]
 listen = "127.0.0.1:$QPORT"
 store = "$DIR/vault"
 pubkeys = ["$DIR/keys/signing.pub"]
+refresh_secs = 1
+signing_key = "$DIR/service-keys/signing.key"
 tables = [{ name = "events", streams = ["audit"] }, { name = "access_log", streams = ["cairn.decisions"] }]
+[query.decision_log]
+brokers = "$KAFKA_ADDR"
 [query.policy]
 dir = "$PWD/policies"
 [[query.api_keys]]
@@ -132,6 +142,31 @@ echo "-- analyst reading the access log: denied by policy"
 q demo-analyst-key "SELECT * FROM access_log"
 echo "-- auditor: every tenant"
 q demo-auditor-key "SELECT tenant, count(*) AS n FROM events GROUP BY tenant ORDER BY tenant"
+echo "-- analyst asks for a signed result; cairn verify-result checks it offline with the service's public key"
+curl -s -H "X-Api-Key: demo-analyst-key" -H 'content-type: application/json' \
+  -d '{"sql": "SELECT action, count(*) AS n FROM events GROUP BY action ORDER BY action", "sign": true}' \
+  "http://127.0.0.1:$QPORT/v1/query" >"$DIR/signed.json"
+"$CAIRN" verify-result "$DIR/signed.json" --pubkey "$DIR/service-keys/signing.pub" | tail -n 2
+
+echo "== cairn ingest seals the decisions topic like any other (the auditors are audited)"
+sed -e 's/^topics = .*/topics = ["cairn.decisions"]/' -e 's/^group = .*/group = "cairn-demo-decisions"/' \
+  -e '/^metrics_addr/d' "$DIR/cairn.toml" >"$DIR/decisions.toml"
+"$CAIRN" ingest --config "$DIR/decisions.toml" >"$DIR/ingest-decisions.out" 2>"$DIR/ingest-decisions.log" &
+INGEST=$!
+PIDS+=($INGEST)
+for _ in $(seq 60); do
+  n=$("$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" --json 2>/dev/null \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(sum(s["events"] for s in r["streams"] if s["stream"].startswith("cairn.decisions/")))' 2>/dev/null || echo 0)
+  [ "$n" -ge 10 ] && break
+  sleep 1
+done
+kill -TERM "$INGEST"; wait "$INGEST"
+"$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" | tail -n 3
+sleep 2  # cairn serve admits the new segments (refresh_secs = 1)
+echo "-- auditor: who read tenant acme's data, and what happened to each request"
+q demo-auditor-key "SELECT actor.id AS who, outcome, details['code'] AS code, count(*) AS n FROM access_log WHERE tenant = 'acme' AND action = 'query.execute' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+echo "-- the decision log's own metrics"
+curl -s "http://127.0.0.1:$QPORT/metrics" | grep -E '^cairn_query_decision_log_(records_total|ready|unavailable_total)' || true
 
 echo "== tampering with a copy of the local vault (one flipped byte in a Parquet file)"
 cp -r "$DIR/vault" "$DIR/tampered"; chmod -R u+w "$DIR/tampered"

@@ -265,6 +265,20 @@ fn denials_and_refusals_are_json_with_stable_codes_and_read_nothing() {
         assert_eq!((s, c.as_str()), (400, "bad_sql"), "{sql}: {body}");
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
+    // Where DataFusion locates the mistake, the error says where (1-based line and column).
+    for (sql, line, column) in [
+        ("SELEC 1", 1, 1),
+        ("SELECT action\nFROM events WHERE", 2, 18),
+        ("SELECT action,\n  nosuchcolumn FROM events", 2, 3),
+    ] {
+        let (s, c, body) = code(server.query(ann, sql));
+        assert_eq!((s, c.as_str()), (400, "bad_sql"), "{sql}: {body}");
+        assert_eq!(
+            body["error"]["position"],
+            serde_json::json!({"line": line, "column": column}),
+            "{sql}: {body}"
+        );
+    }
 
     // Limits.
     let (s, c, _) = code(server.query(key("aud"), "SELECT * FROM events"));

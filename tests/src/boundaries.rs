@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-store",
             "cairn-verify",
             "cairn-policy",
+            "cairn-kafka",
         ],
     ),
     ("cairn-sealer", &["cairn-format", "cairn-store"]),

@@ -29,6 +29,7 @@ pub struct IngesterBuilder<'a> {
     store: String,
     key: String,
     max_age_secs: u64,
+    topics: String,
     dlq: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -38,6 +39,12 @@ impl IngesterBuilder<'_> {
     /// `--segment-max-age-secs`.
     pub fn max_age(mut self, secs: u64) -> Self {
         self.max_age_secs = secs;
+        self
+    }
+
+    /// Other topics (comma-separated) than `audit`.
+    pub fn topics(mut self, topics: &str) -> Self {
+        self.topics = topics.to_string();
         self
     }
 
@@ -64,7 +71,7 @@ impl IngesterBuilder<'_> {
         let mut child = cairn()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["ingest", "--brokers", &self.broker.addr])
-            .args(["--topics", "audit", "--group", "cairn-test"])
+            .args(["--topics", &self.topics, "--group", "cairn-test"])
             .args(["--store", &self.store, "--key", &self.key])
             .args(["--dlq-topic", &self.dlq])
             .args(["--schema-dir", repo().join("schemas").to_str().unwrap()])
@@ -112,6 +119,7 @@ impl Ingester {
             store: store.to_string(),
             key: key.to_string(),
             max_age_secs: 1,
+            topics: "audit".into(),
             dlq: "audit.dlq".into(),
             args: Vec::new(),
             env: Vec::new(),

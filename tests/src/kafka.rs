@@ -515,6 +515,48 @@ pub fn dead_letters(broker: &Broker, expect: usize) -> Vec<(String, i32, i64, St
     out
 }
 
+/// Every record of `topic` from the beginning, once at least `expect` have arrived (or 30 s
+/// passed): (partition, offset, key, payload as JSON), in partition and offset order.
+pub fn records(
+    broker: &Broker,
+    topic: &str,
+    expect: usize,
+) -> Vec<(i32, i64, String, serde_json::Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
+            let payload: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON record");
+            out.push((m.partition(), m.offset(), key, payload));
+        }
+    }
+    // Anything beyond `expect` that is already there.
+    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+        let key = m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let payload: serde_json::Value =
+            serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON record");
+        out.push((m.partition(), m.offset(), key, payload));
+    }
+    out.sort_by_key(|r| (r.0, r.1));
+    out
+}
+
 /// Committed group offset of `audit/0` (confluent-kafka, an independent client).
 pub fn committed_offset(broker: &Broker, group: &str) -> i64 {
     let script = format!(

@@ -184,9 +184,14 @@ impl Server {
     /// `extra` (TOML inside `[query]`, e.g. `[query.policy]`) says otherwise. Waits for
     /// /readyz; panics with the server's log if it does not come up.
     pub fn start(dir: &Path, store: &Path, keys: &Keys, extra: &str) -> Server {
+        Server::start_with(dir, store, keys, "", extra)
+    }
+
+    /// [`Server::start`] with `top` (keys of `[query]` itself, e.g. `signing_key = "…"`).
+    pub fn start_with(dir: &Path, store: &Path, keys: &Keys, top: &str, extra: &str) -> Server {
         let port = free_port();
         let mut toml = format!(
-            "[query]\nlisten = \"127.0.0.1:{port}\"\nstore = \"{}\"\npubkeys = [\"{}\"]\nrefresh_secs = 1\n",
+            "[query]\nlisten = \"127.0.0.1:{port}\"\nstore = \"{}\"\npubkeys = [\"{}\"]\nrefresh_secs = 1\n{top}",
             store.display(),
             keys.public
         );
@@ -208,6 +213,11 @@ impl Server {
                 "[query.policy]\ndir = \"{}\"\n",
                 repo().join("policies").display()
             ));
+        }
+        if !extra.contains("[query.decision_log]") {
+            // Tests of the decision log configure it (tests/query_decision_log.rs); the rest
+            // serve without one, which must be said explicitly.
+            toml.push_str("[query.decision_log]\noff = true\n");
         }
         toml.push_str(extra);
         let config = dir.join(format!("serve-{port}.toml"));

@@ -8,6 +8,7 @@ mod ingest;
 mod keyfile;
 mod seal;
 mod serve;
+mod verify_result;
 
 // glibc malloc serialises on an arena lock when one thread frees what another allocated
 // (parsed events cross from the reader thread to the sealer): ~25% of seal time in profiles.
@@ -98,6 +99,13 @@ enum Command {
     /// the SQL. Only segments whose manifest a --pubkey signed and whose file hashes as signed
     /// are served; the store is re-listed every refresh_secs. Runs until SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
+    /// Check a signed query result offline with the query service's public key.
+    ///
+    /// RESPONSE is the JSON body of a `POST /v1/query` made with "sign": true. Checks the
+    /// Ed25519 signature over the statement (docs/FORMAT.md §10), and that the response's
+    /// decision id, rows (their SHA-256 as serialised) and segments are the signed ones.
+    /// Exit status: 0 intact, 1 not as signed, 2 usage error.
+    VerifyResult(verify_result::VerifyResultArgs),
     /// Verify every segment, signature, chain and offset range in a store.
     ///
     /// Lists the whole store (a symbolic link or special file in a local vault is an integrity
@@ -218,6 +226,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         }
         Command::Seal(args) => seal::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::VerifyResult(args) => verify_result::run(&args),
         Command::Ingest(_) => unreachable!("ingest runs outside the async runtime"),
         Command::Verify {
             store,

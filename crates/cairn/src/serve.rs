@@ -40,6 +40,16 @@ pub struct ServeArgs {
     /// Bundle built by `opa build -t wasm -e cairn/authz/decision` (opa-wasm).
     #[arg(long, env = "CAIRN_POLICY_BUNDLE")]
     policy_bundle: Option<PathBuf>,
+    /// Kafka brokers of the decision log ([query.decision_log] brokers). Every decision is
+    /// recorded there, and acknowledged, before any data is read.
+    #[arg(long, env = "CAIRN_DECISION_LOG_BROKERS", value_name = "HOST:PORT")]
+    decision_log_brokers: Option<String>,
+    /// The decisions topic ([query.decision_log] topic; default cairn.decisions).
+    #[arg(long, env = "CAIRN_DECISION_LOG_TOPIC")]
+    decision_log_topic: Option<String>,
+    /// The service's Ed25519 key (`cairn keygen`) for signed results ([query] signing_key).
+    #[arg(long, env = "CAIRN_SIGNING_KEY", value_name = "FILE")]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -76,6 +86,17 @@ fn load(args: &ServeArgs) -> anyhow::Result<QueryConfig> {
     }
     if let Some(v) = &args.policy_bundle {
         cfg.policy.bundle = Some(v.clone());
+    }
+    if let Some(v) = &args.decision_log_brokers {
+        cfg.decision_log
+            .get_or_insert_with(Default::default)
+            .brokers = v.clone();
+    }
+    if let Some(v) = &args.decision_log_topic {
+        cfg.decision_log.get_or_insert_with(Default::default).topic = v.clone();
+    }
+    if let Some(v) = &args.signing_key {
+        cfg.signing_key = Some(v.clone());
     }
     cfg.check().map_err(anyhow::Error::msg)?;
     Ok(cfg)
@@ -178,11 +199,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    let signer = match &cfg.signing_key {
+        Some(p) => Some(crate::keyfile::load_signing_key(p)?),
+        None => None,
+    };
+    let log_cfg = cfg
+        .decision_log
+        .clone()
+        .context("[query.decision_log] is required")?;
+    let log = cairn_query::decision_log::DecisionLog::start(
+        &log_cfg,
+        &cfg.policy.entrypoint,
+        metrics.clone(),
+    )
+    .await?;
+    if let Err(why) = log.ready() {
+        tracing::error!(error = %why, "the decision log is not usable yet; /readyz stays 503 and queries are refused until it is");
+    }
     let service = QueryService::new(catalog, engine, cfg.limits.clone(), timeout, metrics);
     let app = Arc::new(App {
         service,
         auth: Authenticator::new(&cfg.api_keys, oidc),
         max_body: cfg.limits.max_sql_bytes + 4096,
+        log,
+        signer,
     });
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

@@ -43,6 +43,11 @@ impl Digest {
         (self.is_canonical() && hex::decode_to_slice(&self.0, &mut out).is_ok()).then_some(out)
     }
 
+    /// The text exactly as given (check [`Digest::is_canonical`] before relying on it).
+    pub fn from_text(text: impl Into<String>) -> Self {
+        Digest(text.into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -3,7 +3,8 @@
 //! This crate owns every byte an auditor must be able to recompute: the event model and its
 //! validation ([`event`]), the canonical leaf encoding ([`leaf`]), RFC 6962 Merkle hashing
 //! ([`merkle`]), manifests and their signatures ([`manifest`], [`keys`]), the Parquet segment
-//! encoding ([`segment`]) and object names ([`names`]).
+//! encoding ([`segment`]), object names ([`names`]) and the statement a signed query result
+//! carries ([`result`]).
 //!
 //! It is pure: no I/O beyond what callers hand it (byte slices, readers), no async, no
 //! network, no storage. It must never depend on the store, sealer, verify or query crates;
@@ -19,6 +20,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod names;
 pub mod range;
+pub mod result;
 pub mod segment;
 
 pub use claim::Claim;
@@ -28,6 +30,7 @@ pub use keys::{KeyError, KeyId, PublicKey, SigningKey};
 pub use manifest::{Manifest, ManifestError, SignedManifest};
 pub use names::{ObjectKind, ObjectName};
 pub use range::OffsetRange;
+pub use result::{ResultSegment, ResultStatement};
 
 /// The Avro schema every event is validated against, exactly as shipped in `schemas/`.
 pub const AVRO_SCHEMA: &str = include_str!("../../../schemas/audit_event.avsc");

@@ -2,7 +2,7 @@
 //! send is acknowledged by the brokers before it returns ([`AckedProducer`]).
 //!
 //! Ingest uses both (its consumer, its dead-letter topic); the query service's decision log
-//! will produce through [`AckedProducer`] too, so "delivered" means the same everywhere: the
+//! produces through [`AckedProducer`] too, so "delivered" means the same everywhere: the
 //! idempotent producer (`enable.idempotence`, `acks=all`) had the record acknowledged by every
 //! in-sync replica.
 //!
@@ -82,6 +82,8 @@ pub struct Delivery {
 pub enum ProduceError {
     #[error("creating the producer: {0}")]
     Create(#[source] KafkaError),
+    #[error("topic {topic:?} is not usable: {reason}")]
+    TopicUnavailable { topic: String, reason: String },
     #[error("topic {topic:?}: not acknowledged after {attempts} attempts: {source}")]
     NotAcknowledged {
         topic: String,
@@ -111,6 +113,39 @@ impl AckedProducer {
             .create()
             .map_err(ProduceError::Create)?;
         Ok(AckedProducer { inner, retry })
+    }
+
+    /// Whether `topic` exists and every partition has a leader, from the brokers' metadata
+    /// (blocking for up to `timeout`; call it off the async runtime). A readiness probe that
+    /// produces nothing.
+    pub fn topic_ready(&self, topic: &str, timeout: Duration) -> Result<usize, ProduceError> {
+        use rdkafka::producer::Producer;
+        let unavailable = |reason: String| ProduceError::TopicUnavailable {
+            topic: topic.to_string(),
+            reason,
+        };
+        let md = self
+            .inner
+            .client()
+            .fetch_metadata(Some(topic), Timeout::After(timeout))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| unavailable("not in the brokers' metadata".into()))?;
+        if let Some(e) = t.error() {
+            return Err(unavailable(format!(
+                "{e:?} (create the topic, or check the producer's ACLs)"
+            )));
+        }
+        if t.partitions().is_empty() {
+            return Err(unavailable("it has no partitions".into()));
+        }
+        if let Some(p) = t.partitions().iter().find(|p| p.leader() < 0) {
+            return Err(unavailable(format!("partition {} has no leader", p.id())));
+        }
+        Ok(t.partitions().len())
     }
 
     /// Produces `record` and waits for its acknowledgement.

@@ -1,6 +1,7 @@
 //! The `[query]` section of cairn.toml (docs/CONFIG.md). Every field has a default except the
 //! store and the trusted keys; unknown keys are errors.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -23,6 +24,61 @@ pub struct QueryConfig {
     pub api_keys: Vec<ApiKeyConfig>,
     /// OIDC bearer tokens from this issuer (absent: API keys only).
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// Where every decision is recorded before any data is read. Required: serving without
+    /// one needs `off = true`, said explicitly.
+    pub decision_log: Option<DecisionLogConfig>,
+    /// The service's Ed25519 key (`cairn keygen`) for signed results (`"sign": true`);
+    /// absent: signing is refused with 400.
+    pub signing_key: Option<PathBuf>,
+}
+
+/// How much of the SQL a decision record keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlText {
+    /// The text and its SHA-256.
+    Full,
+    /// Only its SHA-256 (deployments where SQL text is itself sensitive).
+    Sha256,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionLogConfig {
+    /// Serve without a decision log: nothing is recorded (local development only).
+    pub off: bool,
+    /// Kafka bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The decisions topic (it must exist; seal it with `cairn ingest`).
+    pub topic: String,
+    /// Where alerts go (it must exist).
+    pub alerts_topic: String,
+    /// librdkafka properties for the producer (security, …).
+    pub kafka: BTreeMap<String, String>,
+    /// `full` or `sha256`.
+    pub sql_text: SqlText,
+    /// A decision record not acknowledged within this refuses its request (503).
+    pub ack_timeout_ms: u64,
+    /// Completion records and alerts waiting for acknowledgement; beyond it they are
+    /// counted and lost.
+    pub completion_queue: usize,
+    pub alerts: crate::alerts::AlertsConfig,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        DecisionLogConfig {
+            off: false,
+            brokers: String::new(),
+            topic: "cairn.decisions".into(),
+            alerts_topic: "cairn.alerts".into(),
+            kafka: BTreeMap::new(),
+            sql_text: SqlText::Full,
+            ack_timeout_ms: 5_000,
+            completion_queue: 10_000,
+            alerts: crate::alerts::AlertsConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +148,8 @@ impl Default for QueryConfig {
             limits: LimitsConfig::default(),
             api_keys: Vec::new(),
             oidc: None,
+            decision_log: None,
+            signing_key: None,
         }
     }
 }
@@ -172,6 +230,26 @@ impl QueryConfig {
             return Err(
                 "no way to authenticate: configure [[query.api_keys]] or [query.oidc]".into(),
             );
+        }
+        match &self.decision_log {
+            None => {
+                return Err("no decision log: configure [query.decision_log] brokers = \"host:port\" (and topic), or set [query.decision_log] off = true to serve without recording decisions".into());
+            }
+            Some(d) if !d.off => {
+                if d.brokers.trim().is_empty() {
+                    return Err(
+                        "[query.decision_log] brokers is empty (set it, or off = true)".into(),
+                    );
+                }
+                if d.topic.trim().is_empty() || d.alerts_topic.trim().is_empty() {
+                    return Err("[query.decision_log] topic and alerts_topic must be set".into());
+                }
+                if d.ack_timeout_ms == 0 {
+                    return Err("[query.decision_log] ack_timeout_ms must be at least 1".into());
+                }
+                d.alerts.check()?;
+            }
+            Some(_) => {}
         }
         if self.limits.max_concurrent == 0 {
             return Err("[query.limits] max_concurrent must be at least 1".into());

@@ -15,15 +15,24 @@ use cairn_policy::{Input, RequestContext, Subject, TableAccess, decide};
 use datafusion::arrow::array::RecordBatch;
 use serde_json::{Value, json};
 
+use std::time::Instant;
+
+use cairn_format::{Digest, ResultSegment, ResultStatement, SigningKey};
+
 use crate::QueryError;
 use crate::auth::Authenticator;
+use crate::decision_log::{Completion, DecisionLog, Facts};
 use crate::metrics::CONTENT_TYPE;
-use crate::service::{Caller, QueryOutput, QueryRequest, QueryService};
+use crate::service::{Caller, Decided, QueryOutput, QueryRequest, QueryService};
 
 pub struct App {
     pub service: QueryService,
     pub auth: Authenticator,
     pub max_body: usize,
+    /// Every request's decision is recorded here before any data is read.
+    pub log: Arc<DecisionLog>,
+    /// Signs results on request (`"sign": true`).
+    pub signer: Option<SigningKey>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -57,7 +66,15 @@ pub async fn serve(
 }
 
 fn error(e: &QueryError) -> (&'static str, Response) {
+    error_for(e, None)
+}
+
+/// An error response; `decision_id` when the request's decision record was acknowledged.
+fn error_for(e: &QueryError, decision_id: Option<&str>) -> (&'static str, Response) {
     let mut body = json!({"code": e.code(), "message": e.to_string()});
+    if let Some(id) = decision_id {
+        body["decision_id"] = json!(id);
+    }
     if let QueryError::Denied {
         decision_id,
         reasons,
@@ -66,8 +83,17 @@ fn error(e: &QueryError) -> (&'static str, Response) {
         body["decision_id"] = json!(decision_id);
         body["reasons"] = json!(reasons);
     }
+    if let QueryError::BadSql {
+        position: Some(p), ..
+    } = e
+    {
+        body["position"] = json!(p);
+    }
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, axum::Json(json!({"error": body}))).into_response();
+    if let Some(v) = decision_id.and_then(|id| header::HeaderValue::from_str(id).ok()) {
+        resp.headers_mut().insert("x-cairn-decision-id", v);
+    }
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -96,32 +122,122 @@ async fn query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (code, resp) = match run_query(&app, &headers, addr, body).await {
+    let mut facts = Facts {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        at_us: chrono::Utc::now().timestamp_micros(),
+        client_ip: addr.ip().to_string(),
+        ..Facts::default()
+    };
+    let (code, resp) = match run_query(&app, &headers, addr, body, &mut facts).await {
         Ok(resp) => ("ok", resp),
-        Err(e) => error(&e),
+        // Not recorded, so no decision id to cite.
+        Err(e @ QueryError::DecisionLogUnavailable(_)) => error_for(&e, None),
+        Err(e) => error_for(&e, Some(&facts.decision_id)),
     };
     app.service.metrics.request(code);
     resp
 }
 
+/// One request: decide (reading no data), record the decision and wait for its
+/// acknowledgement, and only then run the query and queue its completion record.
 async fn run_query(
     app: &App,
     headers: &HeaderMap,
     addr: SocketAddr,
     body: Body,
+    facts: &mut Facts,
 ) -> Result<Response, QueryError> {
+    let t0 = Instant::now();
+    let prepared = prepare(app, headers, addr, body, facts).await;
+    let t1 = Instant::now();
+    app.log.decision(facts, prepared.as_ref().err()).await?;
+    let (req, format, decided) = prepared?;
+    let started = Instant::now();
+    let result = match app.service.run(decided, &req, &facts.decision_id).await {
+        Ok(out) => encode(&out, format, &req, app.signer.as_ref()).map(|r| (out, r)),
+        Err(e) => Err(e),
+    };
+    let done = match &result {
+        Ok((out, (_, bytes))) => Completion {
+            code: "ok".into(),
+            message: None,
+            rows: out.rows as u64,
+            bytes: bytes.len() as u64,
+            duration: started.elapsed(),
+            segments: out.segments.clone(),
+            tenants: out.tenants.clone(),
+            signed: req.sign,
+        },
+        Err(e) => Completion {
+            code: e.code().into(),
+            message: Some(e.to_string()),
+            duration: started.elapsed(),
+            ..Completion::default()
+        },
+    };
+    app.log.completion(facts, &done);
+    let (out, (content_type, body)) = result?;
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&out.decision_id) {
+        h.insert("x-cairn-decision-id", v);
+    }
+    h.insert(
+        "x-cairn-segments-read",
+        header::HeaderValue::from(out.segments.len()),
+    );
+    h.insert(
+        "x-cairn-segments-excluded",
+        header::HeaderValue::from(out.excluded.len()),
+    );
+    // Where the time went (ms): authentication and the policy decision, the decision record's
+    // acknowledgement, execution and encoding. The benchmark reads it.
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let timing = format!(
+        "decide;dur={:.3}, log;dur={:.3}, run;dur={:.3}",
+        ms(t1 - t0),
+        ms(started - t1),
+        ms(started.elapsed())
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&timing) {
+        h.insert("server-timing", v);
+    }
+    Ok(resp)
+}
+
+/// Authentication, the body, and the decision: everything before the record is written.
+async fn prepare<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+    body: Body,
+    facts: &mut Facts,
+) -> Result<(QueryRequest, Format, Decided<'a>), QueryError> {
     let caller = caller(app, headers, addr).await?;
+    facts.identity = Some(caller.identity.clone());
     let bytes = axum::body::to_bytes(body, app.max_body)
         .await
         .map_err(|_| {
             QueryError::TooLarge(format!("the request body is over {} bytes", app.max_body))
         })?;
     let req: QueryRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        QueryError::BadRequest(format!("the body must be JSON {{\"sql\": \"…\", \"justification\"?: \"…\", \"format\"?: \"json|csv|arrow\"}}: {e}"))
+        QueryError::BadRequest(format!("the body must be JSON {{\"sql\": \"…\", \"justification\"?: \"…\", \"format\"?: \"json|csv|arrow\", \"sign\"?: bool}}: {e}"))
     })?;
+    facts.sql = Some(req.sql.clone());
+    facts.justification = req.justification.clone();
     let format = format(&req, headers)?;
-    let out = app.service.query(&caller, &req).await?;
-    encode(&out, format)
+    if req.sign && format != Format::Json {
+        return Err(QueryError::BadRequest(
+            "\"sign\": true needs the JSON format (the signature covers the rows as JSON)".into(),
+        ));
+    }
+    if req.sign && app.signer.is_none() {
+        return Err(QueryError::BadRequest(
+            "this service signs no results (set [query] signing_key)".into(),
+        ));
+    }
+    let decided = app.service.decide(&caller, &req, facts).await?;
+    Ok((req, format, decided))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -157,7 +273,13 @@ fn format(req: &QueryRequest, headers: &HeaderMap) -> Result<Format, QueryError>
     })
 }
 
-fn encode(out: &QueryOutput, format: Format) -> Result<Response, QueryError> {
+/// The response body in `format`: (content type, bytes). JSON results are signed on request.
+fn encode(
+    out: &QueryOutput,
+    format: Format,
+    req: &QueryRequest,
+    signer: Option<&SigningKey>,
+) -> Result<(&'static str, Vec<u8>), QueryError> {
     let batches: Vec<&RecordBatch> = out.batches.iter().collect();
     let internal = |e: datafusion::arrow::error::ArrowError| {
         QueryError::Internal(format!("encoding the result: {e}"))
@@ -182,7 +304,11 @@ fn encode(out: &QueryOutput, format: Format) -> Result<Response, QueryError> {
                 .iter()
                 .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
                 .collect();
-            let body = json!({
+            let signature = match signer.filter(|_| req.sign) {
+                Some(key) => Some(sign(out, &rows, &req.sql, key)?),
+                None => None,
+            };
+            let mut body = json!({
                 "decision_id": out.decision_id,
                 "columns": columns,
                 "rows": rows,
@@ -197,6 +323,9 @@ fn encode(out: &QueryOutput, format: Format) -> Result<Response, QueryError> {
                     "tables": out.decision.tables,
                 },
             });
+            if let Some(sig) = signature {
+                body["signature"] = sig;
+            }
             (
                 "application/json",
                 serde_json::to_vec(&body).map_err(|e| QueryError::Internal(e.to_string()))?,
@@ -222,20 +351,41 @@ fn encode(out: &QueryOutput, format: Format) -> Result<Response, QueryError> {
             (ARROW_STREAM, w.into_inner().map_err(internal)?)
         }
     };
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = header::HeaderValue::from_str(&out.decision_id) {
-        h.insert("x-cairn-decision-id", v);
-    }
-    h.insert(
-        "x-cairn-segments-read",
-        header::HeaderValue::from(out.segments.len()),
-    );
-    h.insert(
-        "x-cairn-segments-excluded",
-        header::HeaderValue::from(out.excluded.len()),
-    );
-    Ok(resp)
+    Ok((content_type, body))
+}
+
+/// The signature of a JSON result (FORMAT.md §10): Ed25519 over a statement naming the
+/// decision, the SQL, the SHA-256 of `rows` exactly as serialised in the response, and the
+/// segments read with their manifest hashes.
+fn sign(out: &QueryOutput, rows: &Value, sql: &str, key: &SigningKey) -> Result<Value, QueryError> {
+    let rows_bytes = serde_json::to_vec(rows).map_err(|e| QueryError::Internal(e.to_string()))?;
+    let statement = ResultStatement {
+        decision_id: out.decision_id.clone(),
+        signed_at: cairn_format::event::format_micros(chrono::Utc::now().timestamp_micros())
+            .unwrap_or_default(),
+        sql: sql.to_string(),
+        rows_sha256: Digest::of(&rows_bytes),
+        row_count: out.rows as u64,
+        segments: out
+            .segments
+            .iter()
+            .map(|s| ResultSegment {
+                table: s.table.clone(),
+                manifest: s.manifest.clone(),
+                manifest_sha256: s.manifest_sha256.clone(),
+                merkle_root: s.merkle_root.clone(),
+            })
+            .collect(),
+    };
+    let bytes = statement
+        .to_bytes()
+        .ok_or_else(|| QueryError::Internal("a segment or table name cannot be signed".into()))?;
+    let text = String::from_utf8(bytes).map_err(|e| QueryError::Internal(e.to_string()))?;
+    Ok(json!({
+        "statement": text,
+        "key_id": key.key_id().to_string(),
+        "ed25519": hex::encode(key.sign(text.as_bytes())),
+    }))
 }
 
 /// What the caller may query: one decision per table, asking for every column.
@@ -328,7 +478,11 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    match app.service.ready() {
+    match app
+        .service
+        .ready()
+        .and_then(|()| app.log.ready().map_err(QueryError::NotReady))
+    {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => error(&e).1,
     }

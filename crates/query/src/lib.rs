@@ -2,16 +2,20 @@
 //! read-only against empty tables to learn what it reads ([`sql`]), decided once by the
 //! policy (cairn-policy), and only then run — over views that apply the decision's row
 //! filters and masks beneath the user's SQL ([`enforce`]), on segments admitted only after
-//! verification ([`catalog`]). [`service`] is that path; [`http`] serves it.
+//! verification ([`catalog`]). [`service`] is that path; [`http`] serves it. Every decision
+//! is recorded by [`decision_log`] on Kafka and acknowledged before any data is read;
+//! [`alerts`] watches those decisions.
 //!
 //! A reader: never depends on the sealer or ingest, never writes to a store, and builds no
 //! object_store client (cairn-store hands it a read-only [`cairn_store::StoreReader`]).
 //! Policy engines are cairn-policy's; this crate only builds their input and compiles their
 //! output.
 
+pub mod alerts;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod decision_log;
 pub mod enforce;
 pub mod http;
 pub mod metrics;
@@ -22,6 +26,13 @@ pub mod sql;
 pub use config::QueryConfig;
 pub use service::{Caller, QueryOutput, QueryRequest, QueryService};
 
+/// Where in the SQL text an error is, 1-based as DataFusion and sqlparser report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SqlPosition {
+    pub line: u64,
+    pub column: u64,
+}
+
 /// Every way a request can fail, each with a stable code and HTTP status (docs/QUERY.md).
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -29,8 +40,13 @@ pub enum QueryError {
     Unauthenticated(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    BadSql(String),
+    /// SQL that does not parse or plan; `position` is where DataFusion located the problem
+    /// (1-based line and column), when it did.
+    #[error("{message}")]
+    BadSql {
+        message: String,
+        position: Option<SqlPosition>,
+    },
     #[error("{0}")]
     NotAllowed(String),
     #[error("denied by policy: {}", reasons.join("; "))]
@@ -58,6 +74,9 @@ pub enum QueryError {
     NotFound(String),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The decision record was not acknowledged, so nothing was read (fail closed).
+    #[error("{0}; retry when /readyz reports ready")]
+    DecisionLogUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,7 +87,7 @@ impl QueryError {
         match self {
             QueryError::Unauthenticated(_) => "unauthenticated",
             QueryError::BadRequest(_) => "bad_request",
-            QueryError::BadSql(_) => "bad_sql",
+            QueryError::BadSql { .. } => "bad_sql",
             QueryError::NotAllowed(_) => "not_allowed",
             QueryError::Denied { .. } => "denied",
             QueryError::PolicyInvalid(_) => "policy_error",
@@ -80,6 +99,7 @@ impl QueryError {
             QueryError::Execution(_) => "query_failed",
             QueryError::Busy(_) => "busy",
             QueryError::NotReady(_) => "not_ready",
+            QueryError::DecisionLogUnavailable(_) => "decision_log_unavailable",
             QueryError::NotFound(_) => "not_found",
             QueryError::Internal(_) => "internal",
         }
@@ -89,7 +109,7 @@ impl QueryError {
         match self {
             QueryError::Unauthenticated(_) => 401,
             QueryError::BadRequest(_)
-            | QueryError::BadSql(_)
+            | QueryError::BadSql { .. }
             | QueryError::NotAllowed(_)
             | QueryError::Execution(_) => 400,
             QueryError::Denied { .. } | QueryError::PolicyInvalid(_) => 403,
@@ -99,7 +119,9 @@ impl QueryError {
             | QueryError::ByteLimit(_)
             | QueryError::MemoryLimit(_)
             | QueryError::Timeout(_) => 422,
-            QueryError::Busy(_) | QueryError::NotReady(_) => 503,
+            QueryError::Busy(_)
+            | QueryError::NotReady(_)
+            | QueryError::DecisionLogUnavailable(_) => 503,
             QueryError::Internal(_) => 500,
         }
     }

@@ -1,5 +1,6 @@
 //! What the query service exposes on `/metrics` (OpenMetrics text): requests by response
-//! code, policy decisions and their latency, query time, segments served, read and excluded.
+//! code, policy decisions and their latency, query time, segments served, read and excluded,
+//! and the decision log (records acknowledged, refusals, completion retries, alerts).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,16 @@ struct AllowLabels {
     allow: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -38,6 +49,15 @@ struct Inner {
     segments_served: Gauge,
     segments_excluded: Gauge,
     policy_reload_failures: Gauge,
+    log_records: Family<KindLabels, Counter>,
+    log_unavailable: Counter,
+    log_ack_seconds: Histogram,
+    log_ready: Gauge,
+    completion_pending: Gauge,
+    completion_retries: Counter,
+    completion_dropped: Counter,
+    alerts: Family<RuleLabels, Counter>,
+    alerts_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -93,8 +113,73 @@ impl Default for Metrics {
             "Policy edits that did not load (the previous revision stayed in force)",
             policy_reload_failures.clone(),
         );
+        let log_records = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "decision_log_records",
+            "Records the decision log had acknowledged, by kind (decision, completion)",
+            log_records.clone(),
+        );
+        let log_unavailable = Counter::default();
+        registry.register(
+            "decision_log_unavailable",
+            "Requests refused with 503 because their decision record was not acknowledged",
+            log_unavailable.clone(),
+        );
+        let log_ack_seconds = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+        ]);
+        registry.register(
+            "decision_log_ack_seconds",
+            "Time from producing a decision record to its acknowledgement",
+            log_ack_seconds.clone(),
+        );
+        let log_ready = Gauge::default();
+        registry.register(
+            "decision_log_ready",
+            "1 when the decisions topic is reachable, else 0 (queries are refused)",
+            log_ready.clone(),
+        );
+        let completion_pending = Gauge::default();
+        registry.register(
+            "decision_log_completion_pending",
+            "Completion records waiting for acknowledgement (bounded queue)",
+            completion_pending.clone(),
+        );
+        let completion_retries = Counter::default();
+        registry.register(
+            "decision_log_completion_retries",
+            "Completion-record sends that failed and were retried",
+            completion_retries.clone(),
+        );
+        let completion_dropped = Counter::default();
+        registry.register(
+            "decision_log_completion_dropped",
+            "Completion records lost because the retry queue was full",
+            completion_dropped.clone(),
+        );
+        let alerts = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts acknowledged on the alerts topic, by rule",
+            alerts.clone(),
+        );
+        let alerts_failed = Counter::default();
+        registry.register(
+            "alerts_failed",
+            "Alerts that could not be delivered after retries (logged at ERROR)",
+            alerts_failed.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                log_records,
+                log_unavailable,
+                log_ack_seconds,
+                log_ready,
+                completion_pending,
+                completion_retries,
+                completion_dropped,
+                alerts,
+                alerts_failed,
                 registry,
                 requests,
                 decisions,
@@ -144,6 +229,52 @@ impl Metrics {
 
     pub fn policy_reload_failures(&self, n: u64) {
         self.inner.policy_reload_failures.set(n as i64);
+    }
+
+    pub fn log_record(&self, kind: &str) {
+        self.inner
+            .log_records
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn log_unavailable(&self) {
+        self.inner.log_unavailable.inc();
+    }
+
+    pub fn log_ack(&self, elapsed: Duration) {
+        self.inner.log_ack_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn log_ready(&self, ready: bool) {
+        self.inner.log_ready.set(i64::from(ready));
+    }
+
+    pub fn completion_pending(&self, delta: i64) {
+        self.inner.completion_pending.inc_by(delta);
+    }
+
+    pub fn completion_retry(&self) {
+        self.inner.completion_retries.inc();
+    }
+
+    pub fn completion_dropped(&self) {
+        self.inner.completion_dropped.inc();
+    }
+
+    pub fn alert(&self, rule: &str) {
+        self.inner
+            .alerts
+            .get_or_create(&RuleLabels {
+                rule: rule.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn alert_failed(&self) {
+        self.inner.alerts_failed.inc();
     }
 
     pub fn render(&self) -> String {

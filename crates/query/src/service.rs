@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::QueryError;
 use crate::catalog::{Catalog, Excluded, Segment};
 use crate::config::LimitsConfig;
+use crate::decision_log::Facts;
 use crate::metrics::Metrics;
 use crate::sql::{allow_listed, analyze, read_only, sql_error};
 
@@ -54,7 +55,7 @@ pub struct Caller {
     pub client: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     pub sql: String,
@@ -63,10 +64,13 @@ pub struct QueryRequest {
     /// `json` (default), `csv` or `arrow` (Arrow IPC stream); the Accept header also chooses.
     #[serde(default)]
     pub format: Option<String>,
+    /// Sign the result with the service's key (JSON results only; FORMAT.md §10).
+    #[serde(default)]
+    pub sign: bool,
 }
 
 /// A segment a query read, as an auditor cites it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentRead {
     pub table: String,
     pub manifest: String,
@@ -81,10 +85,21 @@ pub struct QueryOutput {
     pub batches: Vec<RecordBatch>,
     pub rows: usize,
     pub segments: Vec<SegmentRead>,
+    /// Tenants whose rows the query could see (after the row filters).
+    pub tenants: Vec<String>,
     pub excluded: Vec<Excluded>,
     pub decision: Decision,
     pub policy_revision: String,
     pub policy_engine: &'static str,
+}
+
+/// A query the policy allowed, holding its concurrency slot until it has run.
+pub struct Decided<'a> {
+    _slot: tokio::sync::SemaphorePermit<'a>,
+    analysis: crate::sql::Analysis,
+    decision: Decision,
+    revision: String,
+    engine: &'static str,
 }
 
 pub struct QueryService {
@@ -161,14 +176,17 @@ impl QueryService {
         }
     }
 
-    /// Runs `req` for `caller`, or says why not.
-    pub async fn query(
-        &self,
+    /// Everything up to and including the one policy decision: limits, analysis (what the
+    /// SQL reads), the decision. Reads no data. Fills `facts` with what the decision record
+    /// needs, also when it refuses.
+    pub async fn decide<'a>(
+        &'a self,
         caller: &Caller,
         req: &QueryRequest,
-    ) -> Result<QueryOutput, QueryError> {
+        facts: &mut Facts,
+    ) -> Result<Decided<'a>, QueryError> {
         self.ready()?;
-        let _slot = self
+        let slot = self
             .slots
             .try_acquire()
             .map_err(|_| QueryError::Busy(self.limits.max_concurrent))?;
@@ -179,9 +197,9 @@ impl QueryService {
                 self.limits.max_sql_bytes
             )));
         }
-        let decision_id = uuid::Uuid::now_v7().to_string();
         let schema = self.catalog.schema();
         let analysis = analyze(&req.sql, &self.catalog.table_names(), &schema).await?;
+        facts.tables = analysis.tables.keys().cloned().collect();
         let tables = analysis
             .tables
             .iter()
@@ -207,8 +225,33 @@ impl QueryService {
         let outcome = decide(self.engine.as_ref(), &input, self.policy_timeout).await;
         self.metrics
             .decision(outcome.decision.allow, outcome.elapsed);
+        facts.input = serde_json::to_value(&input).ok();
+        facts.result = outcome.result.clone();
+        facts.revision = Some(outcome.revision.clone());
+        facts.engine = Some(outcome.engine);
+        facts.eval_us = Some(outcome.elapsed.as_micros() as u64);
+        facts.allow = outcome.decision.allow;
+        facts.reasons = outcome.decision.reasons.clone();
+        facts.flags = outcome.decision.flags.clone();
+        if let Some(e) = &outcome.error {
+            facts.reasons.push(e.clone());
+        }
+        if outcome.decision.allow {
+            let per_table = |f: &dyn Fn(&cairn_policy::TableGrant) -> serde_json::Value| {
+                serde_json::Value::Object(
+                    outcome
+                        .decision
+                        .tables
+                        .iter()
+                        .map(|(t, g)| (t.clone(), f(g)))
+                        .collect(),
+                )
+            };
+            facts.filters = Some(per_table(&|g| serde_json::json!(g.row_filters)));
+            facts.masks = Some(per_table(&|g| serde_json::json!(g.masks)));
+        }
         tracing::info!(
-            decision_id = %decision_id,
+            decision_id = %facts.decision_id,
             subject = %caller.identity.subject,
             allow = outcome.decision.allow,
             revision = %outcome.revision,
@@ -217,11 +260,33 @@ impl QueryService {
         );
         if !outcome.decision.allow {
             return Err(QueryError::Denied {
-                decision_id,
+                decision_id: facts.decision_id.clone(),
                 reasons: outcome.decision.reasons,
             });
         }
-        let decision = outcome.decision;
+        Ok(Decided {
+            _slot: slot,
+            analysis,
+            decision: outcome.decision,
+            revision: outcome.revision,
+            engine: outcome.engine,
+        })
+    }
+
+    /// Runs a query the policy allowed (call only once its decision record is acknowledged).
+    pub async fn run(
+        &self,
+        decided: Decided<'_>,
+        req: &QueryRequest,
+        decision_id: &str,
+    ) -> Result<QueryOutput, QueryError> {
+        let Decided {
+            _slot,
+            analysis,
+            decision,
+            revision,
+            engine,
+        } = decided;
         let max_rows = decision
             .limits
             .max_rows
@@ -229,26 +294,28 @@ impl QueryService {
         // One timeout over the policy's filtering and the caller's query.
         let start = Instant::now();
         let work = async {
-            let (ctx, segments) = self.enforced_session(&analysis.tables, &decision).await?;
+            let (ctx, segments, tenants) =
+                self.enforced_session(&analysis.tables, &decision).await?;
             let out = self.execute(&ctx, &req.sql, max_rows).await?;
-            Ok::<_, QueryError>((segments, out))
+            Ok::<_, QueryError>((segments, tenants, out))
         };
-        let (segments, (out_schema, batches, rows)) =
+        let (segments, tenants, (out_schema, batches, rows)) =
             tokio::time::timeout(Duration::from_millis(self.limits.timeout_ms), work)
                 .await
                 .map_err(|_| QueryError::Timeout(self.limits.timeout_ms))??;
         self.metrics.query_time(start.elapsed());
         self.metrics.segments_read(segments.len());
         Ok(QueryOutput {
-            decision_id,
+            decision_id: decision_id.to_string(),
             schema: out_schema,
             batches,
             rows,
             segments,
+            tenants,
             excluded: self.catalog.excluded(),
             decision,
-            policy_revision: outcome.revision,
-            policy_engine: outcome.engine,
+            policy_revision: revision,
+            policy_engine: engine,
         })
     }
 
@@ -257,7 +324,7 @@ impl QueryService {
         &self,
         tables: &BTreeMap<String, std::collections::BTreeSet<String>>,
         decision: &Decision,
-    ) -> Result<(SessionContext, Vec<SegmentRead>), QueryError> {
+    ) -> Result<(SessionContext, Vec<SegmentRead>, Vec<String>), QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_mb as usize * 1024 * 1024, 1.0)
             .with_disk_manager_builder(
@@ -271,20 +338,35 @@ impl QueryService {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let schema = self.catalog.schema();
         let mut read = Vec::new();
+        let mut tenants = std::collections::BTreeSet::new();
         for table in tables.keys() {
             let grant = decision.tables.get(table).ok_or_else(|| {
                 QueryError::PolicyInvalid(format!("no grant for table `{table}`"))
             })?;
-            let segments = self.prune(table, grant);
+            let (segments, allowed) = self.prune(table, grant);
             crate::enforce::register_view(&ctx, table, &schema, &segments, grant).await?;
             read.extend(segments.iter().map(|s| segment_read(table, s)));
+            // The tenants whose rows the query can see: those in the segments read that the
+            // row filters let through.
+            for s in &segments {
+                for t in &s.manifest.manifest.tenants {
+                    if allowed.as_ref().is_none_or(|a| a.contains(t)) {
+                        tenants.insert(t.clone());
+                    }
+                }
+            }
         }
-        Ok((ctx, read))
+        Ok((ctx, read, tenants.into_iter().collect()))
     }
 
     /// Segments that can hold rows the policy's filters let through (manifest tenants and
     /// time bounds): a tenant-scoped caller's query never touches another tenant's segments.
-    fn prune(&self, table: &str, grant: &cairn_policy::TableGrant) -> Vec<Arc<Segment>> {
+    /// Also returns the tenants the filters allow (`None`: every tenant).
+    fn prune(
+        &self,
+        table: &str,
+        grant: &cairn_policy::TableGrant,
+    ) -> (Vec<Arc<Segment>>, Option<Vec<String>>) {
         let mut tenants: Option<Vec<String>> = None;
         let mut from = None;
         for f in &grant.row_filters {
@@ -306,7 +388,8 @@ impl QueryService {
                 _ => {}
             }
         }
-        self.catalog.segments(table, tenants.as_deref(), from, None)
+        let segments = self.catalog.segments(table, tenants.as_deref(), from, None);
+        (segments, tenants)
     }
 
     async fn execute(

@@ -13,7 +13,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::QueryError;
+use crate::{QueryError, SqlPosition};
 
 /// DDL, DML and statements (`SET`, transactions) are refused by DataFusion itself.
 pub fn read_only() -> SQLOptions {
@@ -28,6 +28,8 @@ pub fn read_only() -> SQLOptions {
 pub fn session(target_partitions: usize) -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(false)
+        // Spans let planning errors (unknown column, ambiguous name) say where they are.
+        .set_bool("datafusion.sql_parser.collect_spans", true)
         .with_target_partitions(target_partitions.max(1));
     SessionContext::new_with_config(config)
 }
@@ -206,11 +208,63 @@ pub fn sql_error(e: DataFusionError) -> QueryError {
     match e {
         DataFusionError::ResourcesExhausted(m) => QueryError::MemoryLimit(m),
         DataFusionError::Context(_, inner) => sql_error(*inner),
-        DataFusionError::Diagnostic(_, inner) => sql_error(*inner),
+        DataFusionError::Diagnostic(diag, inner) => {
+            let located = diag.span.filter(|s| s.start.line > 0).map(|s| SqlPosition {
+                line: s.start.line,
+                column: s.start.column,
+            });
+            match sql_error(*inner) {
+                QueryError::BadSql { message, position } => QueryError::BadSql {
+                    message,
+                    position: position.or(located),
+                },
+                other => other,
+            }
+        }
         DataFusionError::Plan(m) if m.contains("not supported") || m.contains("Unsupported") => {
             QueryError::NotAllowed(m)
         }
         DataFusionError::Execution(m) => QueryError::Execution(m),
-        other => QueryError::BadSql(other.strip_backtrace().to_string()),
+        other => {
+            let message = other.strip_backtrace().to_string();
+            let position = position_in(&message);
+            QueryError::BadSql { message, position }
+        }
+    }
+}
+
+/// sqlparser ends its errors with `at Line: N, Column: M`; the last such pair is the one.
+fn position_in(message: &str) -> Option<SqlPosition> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some(SqlPosition {
+        line: line.trim().parse().ok()?,
+        column: column.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlparser_positions_are_read_from_the_message() {
+        assert_eq!(
+            position_in(
+                "sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"
+            ),
+            Some(SqlPosition { line: 1, column: 1 })
+        );
+        assert_eq!(
+            position_in("Expected: end of statement, found: x at Line: 12, Column: 345"),
+            Some(SqlPosition {
+                line: 12,
+                column: 345
+            })
+        );
+        assert_eq!(position_in("Schema error: No field named nope."), None);
+        assert_eq!(position_in("Line: x, Column: 2"), None);
     }
 }
