@@ -56,7 +56,7 @@ EOF
   python3 - "$KAFKA_ADDR" <<'PY' || { echo "kafka did not start; see $work/kafka/broker.log" >&2; return 1; }
 import sys, time
 from confluent_kafka.admin import AdminClient
-a = AdminClient({"bootstrap.servers": sys.argv[1]})
+a = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})  # quiet while it starts
 deadline = time.time() + 60
 while time.time() < deadline:
     try:
@@ -72,7 +72,7 @@ kafka_topic() {
   python3 - "$KAFKA_ADDR" "$1" "$2" <<'PY'
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
-a = AdminClient({"bootstrap.servers": sys.argv[1]})
+a = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})  # quiet while it starts
 for f in a.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)]).values():
     f.result()
 PY
