@@ -157,7 +157,7 @@ PIDS+=($INGEST)
 for _ in $(seq 60); do
   n=$("$CAIRN" verify --store "$DIR/vault" --pubkey "$DIR/keys/signing.pub" --json 2>/dev/null \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print(sum(s["events"] for s in r["streams"] if s["stream"].startswith("cairn.decisions/")))' 2>/dev/null || echo 0)
-  [ "$n" -ge 10 ] && break
+  [ "$n" -ge 9 ] && break   # 5 decisions and 4 completions so far
   sleep 1
 done
 kill -TERM "$INGEST"; wait "$INGEST"
