@@ -446,15 +446,27 @@ fn the_decisions_topic_is_sealed_verified_and_served_as_the_access_log() {
     assert_eq!(s, 200, "{body}");
     let signed = dir.path().join("signed.json");
     std::fs::write(&signed, body.to_string()).unwrap();
+    // cairn verify-result, and the independent checker written from FORMAT.md §10, must
+    // reach the same verdict.
     let check = |file: &Path, key: &str| {
         let out = cairn()
             .args(["verify-result", file.to_str().unwrap(), "--pubkey", key])
             .output()
             .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+        let code = out.status.code().unwrap();
+        let independent = std::process::Command::new("python3")
+            .arg(cairn_tests::cli::repo().join("tests/independent_result_verifier.py"))
+            .args([file.to_str().unwrap(), key])
+            .output()
+            .unwrap();
+        assert_eq!(
+            independent.status.code(),
+            Some(code),
+            "the independent checker disagrees: {}{}",
+            String::from_utf8_lossy(&independent.stdout),
+            String::from_utf8_lossy(&independent.stderr)
+        );
+        (code, String::from_utf8_lossy(&out.stdout).to_string())
     };
     let (code, out) = check(&signed, &svc.public);
     assert_eq!(code, 0, "{out}");
