@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -11,13 +12,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cairn_format::{Digest, ResultSegment, ResultStatement, SigningKey};
 use cairn_policy::{Input, RequestContext, Subject, TableAccess, decide};
 use datafusion::arrow::array::RecordBatch;
 use serde_json::{Value, json};
-
-use std::time::Instant;
-
-use cairn_format::{Digest, ResultSegment, ResultStatement, SigningKey};
 
 use crate::QueryError;
 use crate::auth::Authenticator;
