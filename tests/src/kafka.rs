@@ -530,28 +530,25 @@ pub fn records(
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while out.len() < expect && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let key = m
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default();
-            let payload: serde_json::Value =
-                serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON record");
-            out.push((m.partition(), m.offset(), key, payload));
-        }
-    }
-    // Anything beyond `expect` that is already there.
-    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+    let decode = |m: &rdkafka::message::BorrowedMessage<'_>| {
         let key = m
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default();
         let payload: serde_json::Value =
             serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON record");
-        out.push((m.partition(), m.offset(), key, payload));
+        (m.partition(), m.offset(), key, payload)
+    };
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(decode(&m));
+        }
+    }
+    // Anything beyond `expect` that is already there.
+    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+        out.push(decode(&m));
     }
     out.sort_by_key(|r| (r.0, r.1));
     out
