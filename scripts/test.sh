@@ -23,6 +23,10 @@ export CAIRN_OPA
 # A real OpenID Connect provider (npm oauth2-mock-server) for the query service's auth tests.
 CAIRN_OIDC_PROVIDER="$(scripts/ensure-oidc-provider.sh)"
 export CAIRN_OIDC_PROVIDER
+# The independent Go verifier of the transparency log (golang.org/x/mod's sumdb note and
+# tlog, from the Go module proxy; ~15 s cold): tests/interop.
+CAIRN_GO_INTEROP="$(scripts/ensure-go-interop.sh)"
+export CAIRN_GO_INTEROP
 
 echo "== opa test policies/"
 "$CAIRN_OPA" test policies/

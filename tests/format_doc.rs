@@ -59,6 +59,7 @@ fn worked_example_in_format_md_matches_the_code() {
 
     let manifest = Manifest {
         format: cairn_format::FORMAT_VERSION.into(),
+        store: Some("example.com/vault".into()),
         stream: StreamRef {
             id: "billing".into(),
             partition: 0,

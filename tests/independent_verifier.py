@@ -1,25 +1,32 @@
 #!/usr/bin/env python3
-"""Independent verifier for cairn sealed segments (`cairn.segment.v1`).
+"""Independent verifier for cairn sealed segments (`cairn.segment.v1` to `v3`) and their log.
 
 Written from docs/FORMAT.md alone, without reading cairn's Rust code. Uses only the
 standard library, pyarrow (Parquet) and cryptography (Ed25519).
 
 Usage:
     python3 tests/independent_verifier.py STORE_DIR PUBKEY_FILE [PUBKEY_FILE...]
+                                          [--checkpoint CHECKPOINT_FILE]
     python3 tests/independent_verifier.py --self-test
 
 STORE_DIR is a local store root (it may itself be a symbolic link, resolved once); each
 PUBKEY_FILE is a trusted `cairn-ed25519-public:<64 hex>` key file (FORMAT.md §6.4).
+CHECKPOINT_FILE (optional, anywhere after STORE_DIR) is a checkpoint of the store's log, a C2SP
+signed note (§12.3) that must open under the trusted keys (else a usage error); the log is then
+checked against it instead of against the store's newest checkpoint (§8.6).
 
-The whole store is listed (§8.2) and every manifest and stream is checked (§8.3, §8.4). One line
-is printed per finding, with a class and object name from the table of FORMAT.md §8.1:
+The whole store is listed (§8.2), every manifest and stream is checked (§8.3, §8.4), the
+manifests' `store` against the store's origin (§11) and the log against its checkpoints (§8.6,
+§12). One line is printed per finding, with a class and object name from the table of
+FORMAT.md §8.1:
 
     FAIL <class> <object>: <reason>          severity error
     INCOMPLETE <class> <object>: <reason>    severity incomplete (`unreadable`)
     WARN <class> <object>: <reason>          severity warning
 
 <object> is relative to the store root, '/'-separated (control characters and undecodable bytes
-in a name are shown as backslash escapes). Then a summary line:
+in a name are shown as backslash escapes); findings on the log's entries as a whole name
+`v1/log/tile/entries/`. Then a summary line:
 
     independent verifier: N segments, M events, OK
     independent verifier: N segments, M events, FAILED (k problems)
@@ -28,8 +35,9 @@ N counts the manifests that passed §8.3 step 4, M the rows read from Parquet fi
 SHA-256 and size matched their manifest, k the findings of severity error or incomplete.
 
 Exit status (§8): 0 intact (warnings allowed); 1 at least one error; 2 usage error (bad
-arguments, a bad key file, a missing store directory, a store in which the listing finds no
-manifest and no error, §8.2) or an incomplete verdict without any error.
+arguments, a bad key file, a --checkpoint that does not open under the trusted keys, a missing
+store directory, a store in which the listing finds no manifest and no error, §8.2) or an
+incomplete verdict without any error.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 FORMAT_V1 = "cairn.segment.v1"
 FORMAT_V2 = "cairn.segment.v2"  # adds `lost` ranges (FORMAT.md, Versions)
+FORMAT_V3 = "cairn.segment.v3"  # adds `store`, the origin of the store (FORMAT.md §11)
+FORMATS = (FORMAT_V1, FORMAT_V2, FORMAT_V3)
 SIG_CONTEXT = b"cairn-manifest-v1\n"
 KEY_ID_CONTEXT = b"cairn/ed25519\n"
 GENESIS = "0" * 64
@@ -78,6 +88,21 @@ CLAIM_FILE_RE = re.compile(r"([0-9]{20})\.claim")
 WRITER_RE = re.compile(r"[0-9a-f]{32}")
 # §6.2: `ed25519 <16 hex> <88 characters of padded standard base64>`.
 SIGLINE_RE = re.compile(rb"ed25519 ([0-9a-f]{16}) ([A-Za-z0-9+/]{86}==)")
+# §11: an origin is 1 to 255 bytes of [A-Za-z0-9._/:-], neither starting nor ending with '/'.
+ORIGIN_RE = re.compile(r"[A-Za-z0-9._/:-]{1,255}")
+ORIGIN_OBJECT = "v1/origin"
+# §12.2: a tile index in C2SP path form (canonical form checked separately), a partial width.
+TILE_INDEX_RE = r"(?:x[0-9]{3}/)*[0-9]{3}"
+WIDTH_RE = r"[1-9][0-9]{0,2}"
+LOG_CHECKPOINT_RE = re.compile(r"v1/log/checkpoint/([0-9]{20})")
+LOG_TILE_RE = re.compile(
+    rf"v1/log/tile/(entries|[0-7])/({TILE_INDEX_RE})(?:\.p/({WIDTH_RE}))?")
+ENTRIES_OBJECT = "v1/log/tile/entries/"  # the object a finding on the log's entries names
+TILE_HEIGHT = 8                          # §12.2: 256 hashes (entries) per full tile (bundle)
+TILE_WIDTH = 1 << TILE_HEIGHT
+# §12.1: an entry, `<hex(SHA-256(body))> <manifest object name>\n`.
+LOG_ENTRY_RE = re.compile(rb"([0-9a-f]{64}) ([\x21-\x7e]+)\n")
+NOTE_SIG_PREFIX = "\u2014 ".encode("utf-8")  # `— ` (U+2014, a space) opens a signature line
 
 MANIFEST_MEMBERS_V1 = frozenset([
     "format", "stream", "seq", "first_offset", "last_offset", "event_count", "rejected",
@@ -85,6 +110,7 @@ MANIFEST_MEMBERS_V1 = frozenset([
     "prev_manifest_sha256", "schema_sha256", "key_id", "sealed_at",
 ])
 MANIFEST_MEMBERS_V2 = MANIFEST_MEMBERS_V1 | {"lost"}
+MANIFEST_MEMBERS_V3 = MANIFEST_MEMBERS_V2 | {"store"}
 STREAM_MEMBERS = frozenset(["id", "partition"])
 PARQUET_MEMBERS = frozenset(["object", "sha256", "size", "version_id"])
 
@@ -401,6 +427,52 @@ def parse_claim(data: bytes, sid: str, part: int, first: int):
     return lo, hi
 
 
+def is_origin(v) -> bool:
+    """§11: 1 to 255 bytes of [A-Za-z0-9._/:-], neither starting nor ending with '/'."""
+    return (isinstance(v, str) and ORIGIN_RE.fullmatch(v) is not None
+            and not v.startswith("/") and not v.endswith("/"))
+
+
+def tile_path(n: int) -> str:
+    """§12.2: a tile index in C2SP path form (5 → 005, 1234067 → x001/x234/067)."""
+    out = f"{n % 1000:03d}"
+    n //= 1000
+    while n:
+        out = f"x{n % 1000:03d}/{out}"
+        n //= 1000
+    return out
+
+
+def tile_name(level, index: int, width: int) -> str:
+    """§12.2: the name of hash tile (level, index), or of entry bundle index when level is
+    "entries"; a partial one (width < 256) ends in `.p/<width>`."""
+    name = f"v1/log/tile/{level}/{tile_path(index)}"
+    return name if width == TILE_WIDTH else f"{name}.p/{width}"
+
+
+def checkpoint_name(size: int) -> str:
+    return f"v1/log/checkpoint/{size:020d}"
+
+
+def parse_log_name(name: str):
+    """The log's objects (§12.2, §12.3): ("checkpoint", size) or (level or "entries", index,
+    width) when `name` is one of their names, else None."""
+    m = LOG_CHECKPOINT_RE.fullmatch(name)
+    if m:
+        return "checkpoint", int(m.group(1))
+    m = LOG_TILE_RE.fullmatch(name)
+    if not m:
+        return None
+    digits = m.group(2).replace("x", "").replace("/", "")
+    if tile_path(int(digits)) != m.group(2):
+        return None  # not canonical: a leading x000 group
+    width = TILE_WIDTH if m.group(3) is None else int(m.group(3))
+    if m.group(3) is not None and width >= TILE_WIDTH:
+        return None  # a partial tile holds 1 to 255
+    level = m.group(1) if m.group(1) == "entries" else int(m.group(1))
+    return level, int(digits), width
+
+
 # ---------------------------------------------------------------------------
 # Manifest (§6)
 # ---------------------------------------------------------------------------
@@ -515,11 +587,19 @@ def parse_structure(body: bytes) -> dict:
     except (ValueError, RecursionError) as e:  # e.g. an integer with thousands of digits
         raise SpecError(f"the body is not acceptable JSON: {e}")
     _check_no_surrogates(m)
-    members = MANIFEST_MEMBERS_V1 if m.get("format") == FORMAT_V1 else MANIFEST_MEMBERS_V2
+    if not isinstance(m, dict):
+        raise SpecError("the body is not a JSON object")
+    # Each version's own members (FORMAT.md, Versions; §11): v1 has no `lost`, only v3 has
+    # `store`. An unknown format is judged against v2's members, then refused below.
+    fmt = m.get("format")
+    members = (MANIFEST_MEMBERS_V1 if fmt == FORMAT_V1 else
+               MANIFEST_MEMBERS_V3 if fmt == FORMAT_V3 else MANIFEST_MEMBERS_V2)
     _members(m, members, "the body")
     _members(m["stream"], STREAM_MEMBERS, "stream")
     _members(m["parquet"], PARQUET_MEMBERS, "parquet")
     _str(m["format"], "format")
+    if "store" in m:
+        _str(m["store"], "store")
     _str(m["stream"]["id"], "stream.id")
     _int(m["stream"]["partition"], "stream.partition", I32_MAX)
     _int(m["seq"], "seq")
@@ -546,8 +626,9 @@ def parse_structure(body: bytes) -> dict:
     _str(m["schema_sha256"], "schema_sha256")
     _str(m["key_id"], "key_id")
     _str(m["sealed_at"], "sealed_at")
-    if m["format"] not in (FORMAT_V1, FORMAT_V2):
-        raise SpecError(f"format is {m['format']!r}, not {FORMAT_V1!r} or {FORMAT_V2!r}")
+    if m["format"] not in FORMATS:
+        raise SpecError(f"format is {m['format']!r}, not one of "
+                        f"{', '.join(map(repr, FORMATS))}")
     if first > last:
         raise SpecError(f"first_offset {first} > last_offset {last}")
     return m
@@ -617,11 +698,151 @@ def check_rules(m: dict) -> list[str]:
     if m["parquet"]["object"] != own:
         broken.append(f"parquet.object {m['parquet']['object']!r} is not the segment's own "
                       f"Parquet name {own}")
+
+    if "store" in m and not is_origin(m["store"]):  # v3 (§11)
+        broken.append(f"store {m['store']!r} is not an origin (§11)")
     return broken
 
 
 def chain_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Store identity (§11) and the log over segments (§12)
+# ---------------------------------------------------------------------------
+
+
+def parse_origin_object(data: bytes) -> str:
+    """§11: the content of `v1/origin` is the origin and one `\n`; SpecError otherwise."""
+    if not data.endswith(b"\n") or data.count(b"\n") != 1:
+        raise SpecError("not one line ending in a newline")
+    try:
+        origin = data[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        raise SpecError("not ASCII")
+    if not is_origin(origin):
+        raise SpecError(f"{origin!r} is not an origin")
+    return origin
+
+
+def note_key_hash(name: str, pk: bytes) -> bytes:
+    """§12.3: the key hash of an Ed25519 note key, SHA-256(name ‖ "\n" ‖ 0x01 ‖ pk)[:4]."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n\x01" + pk).digest()[:4]
+
+
+def open_checkpoint(data: bytes, trusted: dict[str, bytes]) -> tuple[str, int, bytes]:
+    """§12.3: (origin, size, root) of a checkpoint that opens under the trusted keys, whose key
+    name is the checkpoint's origin; SpecError otherwise.
+
+    The note is its body, one empty line and one or more signature lines `— <name>
+    <base64(key hash ‖ signature)>`. A line naming a trusted key (its name and key hash) must
+    verify; lines of other keys are ignored; one line must verify."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("the note is not UTF-8")
+    if any(ord(c) < 0x20 and c != "\n" for c in text):
+        raise SpecError("the note holds a control character")
+    split = data.rfind(b"\n\n")
+    if split < 0:
+        raise SpecError("the note has no empty line before its signatures")
+    body, sigs = data[:split + 1], data[split + 2:]
+    if not sigs or not sigs.endswith(b"\n"):
+        raise SpecError("the note has no signature lines ending in a newline")
+    lines = body.decode("utf-8").split("\n")
+    if len(lines) != 4:
+        raise SpecError(f"the checkpoint body has {len(lines) - 1} lines, not 3")
+    origin, size_s, root_b64, _ = lines
+    if not is_origin(origin):
+        raise SpecError(f"the checkpoint's origin {origin!r} is not an origin (§11)")
+    if not re.fullmatch(r"0|[1-9][0-9]*", size_s) or int(size_s) > I64_MAX:
+        raise SpecError(f"the tree size {size_s!r} is not a decimal integer")
+    try:
+        root = base64.b64decode(root_b64, validate=True)
+    except ValueError:
+        root = b""
+    if len(root) != 32 or base64.b64encode(root).decode("ascii") != root_b64:
+        raise SpecError("the root is not standard base64 of 32 bytes")
+    keys = {(origin, note_key_hash(origin, pk)): pk for pk in trusted.values()}
+    verified = 0
+    for line in sigs[:-1].split(b"\n"):
+        if not line.startswith(NOTE_SIG_PREFIX):
+            raise SpecError("a signature line does not start with '— '")
+        name, sep, b64 = line[len(NOTE_SIG_PREFIX):].decode("utf-8").partition(" ")
+        try:
+            sig = base64.b64decode(b64, validate=True) if sep and b64 else b""
+        except ValueError:
+            sig = b""
+        if not name or any(c.isspace() or c == "+" for c in name) or len(sig) < 5:
+            raise SpecError("a malformed signature line")
+        pk = keys.get((name, sig[:4]))
+        if pk is None:
+            continue  # another key's signature (a witness cosignature)
+        if not strict_verify(pk, sig[4:], body):
+            raise SpecError(f"the signature of trusted key {name} ({sig[:4].hex()}) does not "
+                            "verify")
+        verified += 1
+    if not verified:
+        raise SpecError(f"no signature by a trusted key named {origin!r}")
+    return origin, int(size_s), root
+
+
+def parse_bundle(data: bytes, count: int) -> list[bytes]:
+    """§12.2: an entry bundle of exactly `count` entries, each prefixed by its u16 length."""
+    entries, pos = [], 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise SpecError("a truncated length prefix")
+        n = int.from_bytes(data[pos:pos + 2], "big")
+        if pos + 2 + n > len(data):
+            raise SpecError("a truncated entry")
+        entries.append(data[pos + 2:pos + 2 + n])
+        pos += 2 + n
+    if len(entries) != count:
+        raise SpecError(f"{len(entries)} entries, not {count}")
+    return entries
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class LogTree:
+    """The hashes of every complete subtree over a log's entries (RFC 6962, §12.1):
+    levels[k][j] is the hash of leaves j·2^k … (j + 1)·2^k − 1."""
+
+    def __init__(self, entries: list[bytes]):
+        self.levels = [[leaf_hash(e) for e in entries]]
+        while len(self.levels[-1]) > 1:
+            lo = self.levels[-1]
+            self.levels.append([_node(lo[2 * j], lo[2 * j + 1]) for j in range(len(lo) // 2)])
+
+    def root(self, n: int) -> bytes:
+        """MTH of the first n entries (§5): the complete subtrees of n's binary form, left to
+        right, folded from the right."""
+        if n == 0:
+            return hashlib.sha256(b"").digest()
+        parts, start = [], 0
+        for k in range(n.bit_length() - 1, -1, -1):
+            if n >> k & 1:
+                parts.append(self.levels[k][start >> k])
+                start += 1 << k
+        out = parts[-1]
+        for h in reversed(parts[:-1]):
+            out = _node(h, out)
+        return out
+
+    def tiles(self, n: int):
+        """§12.2: (name, bytes) of every hash tile a log of size n needs: at level L, the
+        complete subtrees of 2^(8L) leaves, 256 to a full tile, the rest in a partial one."""
+        level = 0
+        while n >> (TILE_HEIGHT * level):
+            hashes = self.levels[TILE_HEIGHT * level][:n >> (TILE_HEIGHT * level)]
+            for index in range(0, len(hashes), TILE_WIDTH):
+                chunk = hashes[index:index + TILE_WIDTH]
+                yield tile_name(level, index // TILE_WIDTH, len(chunk)), b"".join(chunk)
+            level += 1
 
 
 # ---------------------------------------------------------------------------
@@ -1393,7 +1614,10 @@ SEVERITY = {
     "bad_signature": "error", "unknown_key": "error", "content_mismatch": "error",
     "reordered": "error", "gap": "error", "overlap": "error", "broken_chain": "error",
     "shadowed_version": "error", "non_regular_object": "error", "unreadable": "incomplete",
+    "foreign_segment": "error", "foreign_store": "error", "log_mismatch": "error",
+    "deleted_stream": "error", "truncated_stream": "error",
     "lost_offsets": "warning", "orphan_file": "warning", "unexpected_object": "warning",
+    "not_checkpointed": "warning",
 }
 _PREFIX = {"error": "FAIL", "incomplete": "INCOMPLETE", "warning": "WARN"}
 
@@ -1460,7 +1684,8 @@ class Manifest:
         return self.name_range[1] if self.m is None else self.m["last_offset"]
 
 
-def verify_store(root_arg: str, trusted: dict[str, bytes]) -> int:
+def verify_store(root_arg: str, trusted: dict[str, bytes], checkpoint=None) -> int:
+    """checkpoint: (origin, size, root) of a --checkpoint that opened under the trusted keys."""
     # The store root, as the user names it, may be a link: resolved once, here (§7).
     try:
         root_fd = os.open(root_arg, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
@@ -1468,22 +1693,27 @@ def verify_store(root_arg: str, trusted: dict[str, bytes]) -> int:
         print(f"error: store directory {root_arg}: {e.strerror or e}", file=sys.stderr)
         return 2
     try:
-        return _verify(root_fd, root_arg, trusted)
+        return _verify(root_fd, root_arg, trusted, checkpoint)
     finally:
         os.close(root_fd)
 
 
-def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
+def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes], checkpoint=None) -> int:
     findings = Findings()
     listing = list_store(root_fd, findings)
 
     parquet_names = []
     manifest_names = []
     claim_names = []
+    log_names = {}  # the log's objects (§12): name -> parse_log_name(name)
     for name in listing.files:
         cn = parse_cairn_name(name)
         if cn is None and parse_claim_name(name) is not None:
             claim_names.append((name, parse_claim_name(name)))
+        elif cn is None and name == ORIGIN_OBJECT:
+            pass  # the store's origin (§11), read below
+        elif cn is None and parse_log_name(name) is not None:
+            log_names[name] = parse_log_name(name)
         elif cn is None:
             findings.add("unexpected_object", name, "not a cairn object name (§2)")
         elif cn[4] == "parquet":
@@ -1499,6 +1729,26 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
     def non_regular_on_the_way(name: str) -> bool:
         parts = name.split("/")
         return any("/".join(parts[:i]) in listing.non_regular for i in range(1, len(parts) + 1))
+
+    # §11: the store's origin. `origin` is None when the store has no origin object or a
+    # malformed one (then every v3 manifest is foreign); `origin_known` is False when it could
+    # not be read (a link or special file, an I/O error): then no store identity is judged.
+    origin, origin_known, origin_reason = None, True, "the store has no origin object"
+    if ORIGIN_OBJECT in listing.files:
+        try:
+            origin = parse_origin_object(open_object(root_fd, ORIGIN_OBJECT))
+        except SpecError as e:
+            origin_reason = f"the store's origin object is malformed ({e})"
+        except NotRegular as e:
+            origin_known = False
+            if str(e) not in listing.non_regular:
+                listing.non_regular.add(str(e))
+                findings.add("non_regular_object", str(e), "not a regular file; not read")
+        except OSError as e:
+            origin_known = False
+            findings.add("unreadable", ORIGIN_OBJECT, f"cannot read: {e.strerror or e}")
+    elif non_regular_on_the_way(ORIGIN_OBJECT):
+        origin_known = False
 
     passed: list[Manifest] = []
     # Manifests that could not be read stand in the walk for their names' ranges (§8.4).
@@ -1574,6 +1824,11 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
         if m["lost"]:
             man.deferred.append(("lost_offsets", name, f"lost offsets {m['lost']}: deleted "
                                  "at the source before they were sealed"))
+        # §11: a v3 manifest names the store it was sealed into.
+        if m["format"] == FORMAT_V3 and origin_known and m["store"] != origin:
+            why = origin_reason if origin is None else f"the store's origin is {origin!r}"
+            man.deferred.append(("foreign_segment", name, f"sealed into store {m['store']!r}, "
+                                 f"but {why}"))
         # 7. File: the segment's own Parquet name only (never parquet.object); on a local
         # store parquet.version_id is ignored.
         if not is_stream_id(sid):
@@ -1645,6 +1900,12 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
         if (sid, part, lo, hi) not in named:
             findings.add("orphan_file", name, f"a claim on {lo}..{hi} that no manifest fulfils")
 
+    # §8.6: the log, against the given checkpoint or the store's newest.
+    listed = {name for name, _ in manifest_names}
+    listed |= {man.name for man in placeholders}  # links and special files included
+    _check_log(root_fd, log_names, {man.name: man for man in passed}, listed,
+               non_regular_on_the_way, (origin, origin_known), checkpoint, trusted, findings)
+
     findings.print()
     problems = findings.count("error") + findings.count("incomplete")
     status = "OK" if problems == 0 else f"FAILED ({problems} problems)"
@@ -1654,6 +1915,128 @@ def _verify(root_fd: int, root_arg: str, trusted: dict[str, bytes]) -> int:
     if findings.count("incomplete"):
         return 2
     return 0
+
+
+def _check_log(root_fd: int, log_names: dict, parsed: dict, listed: set[str],
+               non_regular_on_the_way, store_origin, given, trusted: dict[str, bytes],
+               findings: Findings) -> None:
+    """§8.6: the store's newest checkpoint, then the log up to the target checkpoint (the
+    given one, else the newest): its origin, entries, roots, tiles, and the manifests its
+    entries name. parsed: the manifests that passed §8.3 step 4, by name; listed: every
+    manifest name the listing found (placeholders included)."""
+    origin, origin_known = store_origin
+    # The store's newest checkpoint: the one with the largest size (§12.3).
+    newest = None  # (object name, origin, size, root)
+    sizes = [v[1] for v in log_names.values() if v[0] == "checkpoint"]
+    if sizes:
+        nname = checkpoint_name(max(sizes))
+        try:
+            cp = open_checkpoint(open_object(root_fd, nname), trusted)
+            if cp[1] != max(sizes):
+                raise SpecError(f"its tree size {cp[1]} is not its name's")
+            newest = (nname, *cp)
+        except SpecError as e:
+            findings.add("log_mismatch", nname, f"the store's newest checkpoint: {e}")
+        except NotRegular:
+            pass  # replaced since it was listed
+        except OSError as e:
+            findings.add("unreadable", nname, f"cannot read: {e.strerror or e}")
+    target = newest if given is None else (checkpoint_name(given[1]), *given)
+    if target is None:
+        return  # no checkpoint: no log checks
+    tname, torigin, tsize, troot = target
+    if origin_known and torigin != origin:
+        why = "the store has no (well-formed) origin object" if origin is None \
+            else f"the store's origin is {origin!r}"
+        findings.add("foreign_store", ORIGIN_OBJECT,
+                     f"the {'given' if given else 'newest'} checkpoint is of log {torigin!r}, "
+                     f"but {why}")
+        return
+    if given is not None and newest is not None and newest[2] < tsize:
+        findings.add("log_mismatch", newest[0], f"the store's newest checkpoint is of size "
+                     f"{newest[2]}, smaller than the given checkpoint's {tsize}")
+
+    # Entries 0 … max(target, newest) from the entry bundles (§12.2).
+    n = max(tsize, newest[2] if newest else 0)
+    entries: list[bytes] = []
+    for index in range(0, n, TILE_WIDTH):
+        bname = tile_name("entries", index // TILE_WIDTH, min(TILE_WIDTH, n - index))
+        try:
+            entries += parse_bundle(open_object(root_fd, bname), min(TILE_WIDTH, n - index))
+        except FileNotFoundError:
+            findings.add("log_mismatch", ENTRIES_OBJECT, f"entry bundle {bname} of a log of "
+                         f"size {n} is not in the store")
+            return
+        except SpecError as e:
+            findings.add("log_mismatch", ENTRIES_OBJECT, f"entry bundle {bname} is malformed: "
+                         f"{e}")
+            return
+        except NotRegular as e:
+            if not non_regular_on_the_way(str(e)):
+                findings.add("non_regular_object", str(e), "not a regular file; not read")
+            return
+        except OSError as e:
+            findings.add("unreadable", bname, f"cannot read: {e.strerror or e}")
+            return
+
+    # The roots of the target and of the newest checkpoint (§12.1).
+    tree = LogTree(entries)
+    for cname, _o, size, root in [target] + ([newest] if newest and newest != target else []):
+        got = tree.root(size)
+        if got != root:
+            findings.add("log_mismatch", cname, f"the root of the log's first {size} entries "
+                         f"is {got.hex()}, but the checkpoint signs {root.hex()}")
+            return
+
+    # The hash tiles the target size needs (§12.2), with exactly their hashes.
+    for name, want in tree.tiles(tsize):
+        try:
+            got = open_object(root_fd, name)
+        except FileNotFoundError:
+            got = None
+        except NotRegular as e:
+            if not non_regular_on_the_way(str(e)):
+                findings.add("non_regular_object", str(e), "not a regular file; not read")
+            continue
+        except OSError as e:
+            findings.add("unreadable", name, f"cannot read: {e.strerror or e}")
+            continue
+        if got != want:
+            findings.add("log_mismatch", name, "not in the store" if got is None else
+                         f"its {len(got)} bytes are not the log's {len(want) // 32} hashes")
+
+    # The manifests the entries [0, target) name (§12.1).
+    logged = set()
+    streams = {parse_cairn_name(name)[:2] for name in listed}
+    malformed = []
+    for i, entry in enumerate(entries[:tsize]):
+        m = LOG_ENTRY_RE.fullmatch(entry)
+        cn = parse_cairn_name(m.group(2).decode("ascii")) if m else None
+        if cn is None or cn[4] != "manifest":
+            malformed.append(i)
+            continue
+        name, digest = m.group(2).decode("ascii"), m.group(1).decode("ascii")
+        logged.add(name)
+        if name not in listed:
+            if non_regular_on_the_way(name):
+                continue  # that finding stands; nothing is concluded through a link
+            if cn[:2] not in streams:
+                findings.add("deleted_stream", name, f"log entry {i} names it, and the store "
+                             f"holds no manifest of stream {cn[0]}/{cn[1]}")
+            else:
+                findings.add("truncated_stream", name, f"log entry {i} names it, and it is "
+                             "not in the store")
+        elif name in parsed and chain_hash(parsed[name].body) != digest:
+            findings.add("log_mismatch", name, f"log entry {i} signs chain hash {digest}, "
+                         f"not {chain_hash(parsed[name].body)}")
+    if malformed:
+        findings.add("log_mismatch", ENTRIES_OBJECT,
+                     f"log entries at index {', '.join(map(str, malformed[:5]))} are not "
+                     "'<64 hex> <manifest name>\\n' (§12.1)")
+    for name in sorted(parsed):
+        if name not in logged:
+            findings.add("not_checkpointed", name, f"not in the log's first {tsize} entries "
+                         f"(checkpoint {tname})")
 
 
 def _classify_invalid(walk: list[Manifest], findings: Findings) -> None:
@@ -1947,7 +2330,7 @@ def self_test() -> int:
         ("offset > 2^63-1", variant(last_offset=2**63)),
         ("first_offset > last_offset", variant(first_offset=obj["last_offset"] + 1)),
         ("escaped unpaired surrogate", variant(tenants=["@"]).replace(b'"@"', b'"\\ud800"')),
-        ("format", variant(format="cairn.segment.v3")),
+        ("unknown format", variant(format="cairn.segment.v9")),
         ("a v2 body without lost", json.dumps({k: v for k, v in obj.items() if k != "lost"},
                                               separators=(",", ":")).encode()),
         ("a v1 body with lost", variant(format="cairn.segment.v1")),
@@ -1966,6 +2349,121 @@ def self_test() -> int:
         ("overlapping ranges", variant(absent=[[2, 2]])),
     ]:
         check(f"rule broken: {label}", len(check_rules(parse_structure(bad))), 1)
+
+    # Versions and §11: a v3 body is a v2 body with `store` right after `format`; only v3 has
+    # it. (Built from §9's body whatever version §9 shows.)
+    v2obj = {k: v for k, v in obj.items() if k != "store"}
+    v2obj["format"] = FORMAT_V2
+    v3obj = {"format": FORMAT_V3, "store": "audit.example.com/vault/prod"}
+    v3obj.update((k, v) for k, v in v2obj.items() if k != "format")
+    v1obj = {k: v for k, v in v2obj.items() if k != "lost"}
+    v1obj["format"] = FORMAT_V1
+
+    def compact(o) -> bytes:
+        return json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    for label, o in [("v1", v1obj), ("v2", v2obj), ("v3", v3obj)]:
+        check(f"a {label} body passes both tiers", check_rules(parse_structure(compact(o))), [])
+    for label, bad in [
+        ("a v3 body without store", dict(v2obj, format=FORMAT_V3)),
+        ("a v2 body with store", dict(v3obj, format=FORMAT_V2)),
+        ("a v1 body with store", dict({k: v for k, v in v3obj.items() if k != "lost"},
+                                      format=FORMAT_V1)),
+        ("a v3 body without lost", {k: v for k, v in v3obj.items() if k != "lost"}),
+        ("a null store", dict(v3obj, store=None)),
+        ("an integer store", dict(v3obj, store=1)),
+    ]:
+        check(f"structure refused: {label}", raises(lambda: parse_structure(compact(bad))),
+              True)
+    for origin_ok in ["a", "a" * 255, "cairn.store/" + "0123456789abcdef" * 2,
+                      "audit.example.com/vault/prod", "example.com:8443/v_1-x"]:
+        check(f"origin accepted: {origin_ok[:40]}", is_origin(origin_ok), True)
+    for label, bad in [("empty", ""), ("256 bytes", "a" * 256), ("leading /", "/a"),
+                       ("trailing /", "a/"), ("a space", "a b"), ("non-ASCII", "é"),
+                       ("a newline", "a\n")]:
+        check(f"origin refused: {label}", is_origin(bad), False)
+        check(f"rule broken: store is not an origin ({label})",
+              len(check_rules(parse_structure(compact(dict(v3obj, store=bad))))), 1)
+    check("origin object parses", parse_origin_object(b"audit.example.com/vault\n"),
+          "audit.example.com/vault")
+    for label, bad in [("no newline", b"a"), ("two lines", b"a\nb\n"), ("CRLF", b"a\r\n"),
+                       ("not an origin", b"/a\n"), ("empty", b"\n")]:
+        check(f"origin object refused: {label}", raises(lambda: parse_origin_object(bad)), True)
+
+    # §12.2 names: the tile index path form of the text's examples, and the log's objects.
+    sec12 = text[text.index("## 12. The log over segments"):]
+    examples = re.findall(r"`([0-9]+)` → `([x0-9/]+)`", sec12)
+    check("§12.2 gives tile path examples", len(examples) >= 2, True)
+    for n, want in examples:
+        check(f"tile path of {n}", tile_path(int(n)), want)
+        check(f"tile path {want} parses", parse_log_name(f"v1/log/tile/0/{want}"),
+              (0, int(n), TILE_WIDTH))
+    for name, want in [
+        ("v1/log/checkpoint/00000000000000000007", ("checkpoint", 7)),
+        ("v1/log/tile/0/000", (0, 0, 256)),
+        ("v1/log/tile/7/x001/000.p/255", (7, 1000, 255)),
+        ("v1/log/tile/entries/001.p/1", ("entries", 1, 1)),
+        ("v1/log/tile/entries/x999/999", ("entries", 999999, 256)),
+    ]:
+        check(f"log name {name}", parse_log_name(name), want)
+    for bad in ["v1/log/checkpoint/7", "v1/log/checkpoint/000000000000000000007",
+                "v1/log/checkpoint", "v1/log/tile/8/000", "v1/log/tile/00/000",
+                "v1/log/tile/0/5", "v1/log/tile/0/x000/005", "v1/log/tile/0/001.p/0",
+                "v1/log/tile/0/001.p/256", "v1/log/tile/0/001.p/07", "v1/log/tile/0/001.p",
+                "v1/log/tile/entries/001.p/", "v1/log/tile/entries", "v1/log/tile/0/x1/000",
+                "v1/log/tile/0/000/", "v1/log/other", "v1/log/tile/data/000"]:
+        check(f"not a log name: {bad}", parse_log_name(bad), None)
+
+    # §12.1–§12.2: the log's tree, its roots and tiles.
+    ents = [f"{hashlib.sha256(bytes([i % 256, i // 256])).hexdigest()} "
+            f"{object_name('s', 0, i, i, 'manifest')}\n".encode() for i in range(600)]
+    tree = LogTree(ents)
+    hashes = [leaf_hash(e) for e in ents]
+    check("log roots == MTH of every prefix (0..600)",
+          all(tree.root(k) == merkle_root_from_hashes(hashes[:k]) for k in range(601)), True)
+    check("log entry form", LOG_ENTRY_RE.fullmatch(ents[5]) is not None, True)
+    tiles = dict(tree.tiles(300))
+    check("tiles of a log of size 300", sorted(tiles),
+          ["v1/log/tile/0/000", "v1/log/tile/0/001.p/44", "v1/log/tile/1/000.p/1"])
+    check("level-1 tile holds the first 256-leaf subtree",
+          tiles["v1/log/tile/1/000.p/1"], merkle_root_from_hashes(hashes[:256]))
+    check("full level-0 tile", tiles["v1/log/tile/0/000"], b"".join(hashes[:256]))
+    check("tiles of a log of size 512", sorted(dict(tree.tiles(512))),
+          ["v1/log/tile/0/000", "v1/log/tile/0/001", "v1/log/tile/1/000.p/2"])
+    bundle = b"".join(len(e).to_bytes(2, "big") + e for e in ents[:3])
+    check("entry bundle parses", parse_bundle(bundle, 3), ents[:3])
+    for label, bad, count in [("one entry short", bundle, 4), ("trailing byte", bundle + b"\0", 3),
+                              ("truncated", bundle[:-1], 3)]:
+        check(f"entry bundle refused: {label}", raises(lambda: parse_bundle(bad, count)), True)
+
+    # §12.3: checkpoints, signed notes under the key of §9 named by the origin.
+    cp_origin = "audit.example.com/vault/prod"
+    cp_body = f"{cp_origin}\n300\n{base64.b64encode(tree.root(300)).decode()}\n".encode()
+
+    def sig_line(name: str, key, body: bytes) -> bytes:
+        pkb = key.public_key().public_bytes_raw()
+        sigb = note_key_hash(name, pkb) + key.sign(body)
+        return NOTE_SIG_PREFIX + f"{name} {base64.b64encode(sigb).decode()}\n".encode()
+
+    other = Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)
+    note = cp_body + b"\n" + sig_line(cp_origin, sk, cp_body)
+    check("checkpoint opens", open_checkpoint(note, trusted), (cp_origin, 300, tree.root(300)))
+    check("checkpoint with a witness cosignature opens",
+          open_checkpoint(note + sig_line("witness.example", other, cp_body), trusted)[1], 300)
+    for label, bad in [
+        ("no trusted signature", cp_body + b"\n" + sig_line(cp_origin, other, cp_body)),
+        ("signed under another name", cp_body + b"\n" + sig_line("other.example", sk, cp_body)),
+        ("a trusted line that does not verify",
+         cp_body.replace(b"300", b"301") + b"\n" + sig_line(cp_origin, sk, cp_body)),
+        ("no empty line", cp_body + sig_line(cp_origin, sk, cp_body)),
+        ("four body lines", cp_body + b"x\n\n" + sig_line(cp_origin, sk, cp_body + b"x\n")),
+        ("size with a leading zero", cp_body.replace(b"\n300\n", b"\n0300\n") + b"\n"
+         + sig_line(cp_origin, sk, cp_body.replace(b"\n300\n", b"\n0300\n"))),
+        ("a malformed signature line", note + b"-- x y\n"),
+        ("a carriage return", note.replace(b"\n\n", b"\r\n\n")),
+    ]:
+        check(f"checkpoint refused: {label}", raises(lambda: open_checkpoint(bad, trusted)),
+              True)
 
     # Parquet contract: pyarrow's encoding of the worked example's rows (another writer, §4/§7)
     # gives the same root, also with Arrow-only string and time-zone variants.
@@ -1998,18 +2496,35 @@ def main(argv: list[str]) -> int:
             pass
     if len(argv) == 2 and argv[1] == "--self-test":
         return self_test()
-    if len(argv) < 3 or argv[1].startswith("--"):
+    args, checkpoint_files = [], []
+    rest = iter(argv[1:])
+    for a in rest:
+        if a == "--checkpoint":
+            checkpoint_files.append(next(rest, None))
+        elif a.startswith("--checkpoint="):
+            checkpoint_files.append(a[len("--checkpoint="):])
+        else:
+            args.append(a)
+    if (len(args) < 2 or args[0].startswith("--") or len(checkpoint_files) > 1
+            or None in checkpoint_files):
         print(__doc__, file=sys.stderr)
         return 2
     trusted: dict[str, bytes] = {}
-    for kf in argv[2:]:
+    for kf in args[1:]:
         try:
             pk = parse_public_key_file(Path(kf).read_bytes())
         except (SpecError, OSError) as e:
             print(f"error: cannot use key file {kf}: {e}", file=sys.stderr)
             return 2
         trusted[key_id(pk)] = pk
-    return verify_store(argv[1], trusted)
+    checkpoint = None
+    for cf in checkpoint_files:  # §8.6: it must open under the trusted keys (§12.3)
+        try:
+            checkpoint = open_checkpoint(Path(cf).read_bytes(), trusted)
+        except (SpecError, OSError) as e:
+            print(f"error: cannot use checkpoint {cf}: {e}", file=sys.stderr)
+            return 2
+    return verify_store(args[0], trusted, checkpoint)
 
 
 if __name__ == "__main__":

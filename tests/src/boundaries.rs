@@ -23,6 +23,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("cairn-sealer", &["cairn-format", "cairn-store"]),
     ("cairn-verify", &["cairn-format", "cairn-store"]),
+    // The checkpointer is a writer: it reads the log through the verifier's readers and takes
+    // the store's origin from the sealer's; no reader depends on it.
+    (
+        "cairn-log",
+        &[
+            "cairn-format",
+            "cairn-store",
+            "cairn-sealer",
+            "cairn-verify",
+        ],
+    ),
     (
         "cairn-ingest",
         &["cairn-format", "cairn-store", "cairn-sealer", "cairn-kafka"],
@@ -34,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cairn-store",
             "cairn-sealer",
             "cairn-verify",
+            "cairn-log",
             "cairn-ingest",
             "cairn-kafka",
             "cairn-policy",

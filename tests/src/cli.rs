@@ -102,12 +102,27 @@ pub fn verify_env(
     pubkeys: &[&str],
     env: &[(&str, String)],
 ) -> (i32, serde_json::Value) {
+    verify_full(store, pubkeys, &[], env)
+}
+
+/// [`verify`] with extra arguments (`--checkpoint FILE`).
+pub fn verify_args(store: &str, pubkeys: &[&str], extra: &[&str]) -> (i32, serde_json::Value) {
+    verify_full(store, pubkeys, extra, &[])
+}
+
+fn verify_full(
+    store: &str,
+    pubkeys: &[&str],
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (i32, serde_json::Value) {
     let mut cmd = cairn();
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args(["verify", "--store", store, "--json"]);
     for k in pubkeys {
         cmd.args(["--pubkey", k]);
     }
+    cmd.args(extra);
     let out = cmd.output().expect("run cairn verify");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

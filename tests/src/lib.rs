@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod ingester;
+pub mod interop;
 pub mod kafka;
 pub mod oidc;
 pub mod opa;
@@ -24,6 +25,7 @@ mod boundaries;
 
 pub use cli::*;
 pub use ingester::*;
+pub use interop::*;
 pub use kafka::*;
 pub use python::*;
 pub use registry::*;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::cli::{findings, verify};
+use crate::cli::findings;
 
 /// tests/independent_verifier.py (written from docs/FORMAT.md alone) on a local store:
 /// (exit code, its (class, object) findings, its output).
@@ -12,10 +12,20 @@ pub fn independent_verify(
     store: &Path,
     pubkeys: &[&str],
 ) -> (i32, BTreeSet<(String, String)>, String) {
+    independent_verify_with(store, pubkeys, &[])
+}
+
+/// [`independent_verify`] with extra arguments (`--checkpoint FILE`).
+pub fn independent_verify_with(
+    store: &Path,
+    pubkeys: &[&str],
+    extra: &[&str],
+) -> (i32, BTreeSet<(String, String)>, String) {
     let out = Command::new("python3")
         .arg(crate::cli::repo().join("tests/independent_verifier.py"))
         .arg(store)
         .args(pubkeys)
+        .args(extra)
         .output()
         .expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -39,8 +49,17 @@ pub fn independent_verify(
 /// `cairn verify` and the independent verifier reach the same verdict on `store`: the same
 /// exit code and the same (class, object) findings. Returns cairn's report.
 pub fn verify_both(store: &Path, pubkeys: &[&str]) -> (i32, serde_json::Value) {
-    let (code, report) = verify(store.to_str().unwrap(), pubkeys);
-    let (icode, ifound, iout) = independent_verify(store, pubkeys);
+    verify_both_with(store, pubkeys, &[])
+}
+
+/// [`verify_both`] with extra arguments for both (`--checkpoint FILE`).
+pub fn verify_both_with(
+    store: &Path,
+    pubkeys: &[&str],
+    extra: &[&str],
+) -> (i32, serde_json::Value) {
+    let (code, report) = crate::cli::verify_args(store.to_str().unwrap(), pubkeys, extra);
+    let (icode, ifound, iout) = independent_verify_with(store, pubkeys, extra);
     assert_eq!(
         (icode, &ifound),
         (code, &findings(&report)),

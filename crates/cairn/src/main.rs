@@ -3,6 +3,7 @@
 //! This crate wires the library crates to the command line (arguments, files, progress,
 //! exit codes). It holds no format, storage or verification logic of its own.
 
+mod audit;
 mod http;
 mod ingest;
 mod keyfile;
@@ -117,6 +118,33 @@ enum Command {
     /// Exit status: 0 intact, 1 integrity failure found, 2 usage error (a malformed or weak
     /// --pubkey, a missing store, a store holding no manifest) or incomplete (an object could
     /// not be read).
+    /// Create the store's origin (its identity, docs/FORMAT.md §11) with a chosen name.
+    ///
+    /// Optional: the first seal, ingest or checkpoint creates a random one. Prints the origin.
+    Init(audit::InitArgs),
+    /// Append the store's new segments to its transparency log and sign a checkpoint.
+    ///
+    /// The log (docs/FORMAT.md §12) is C2SP tlog-tiles in the store; the checkpoint is a C2SP
+    /// signed note, printed on stdout. Give it to auditors and witnesses: `cairn verify
+    /// --checkpoint` then proves nothing sealed before it was deleted, truncated or replaced.
+    /// Refuses to sign when the log does not reproduce its newest checkpoint, when that
+    /// checkpoint is another key's, or when another checkpointer is appending at the same time.
+    Checkpoint(audit::CheckpointArgs),
+    /// Print the proof of one event: event → segment root → signed manifest → log → checkpoint.
+    ///
+    /// Searches only segments the manifests (and --tenant/--at) allow, skips those whose
+    /// Parquet bloom filter rules the event out, and decodes only the one that holds it. The
+    /// proof (JSON, docs/FORMAT.md §12.4) is checked offline with `cairn verify-proof`.
+    Prove(audit::ProveArgs),
+    /// Check an event proof offline, with the public keys only (no store).
+    ///
+    /// Exit status: 0 proven, 1 not proven (the reason is printed), 2 usage error.
+    VerifyProof(audit::VerifyProofArgs),
+    /// Prove that the log only grew between two checkpoints (RFC 9162 consistency proof).
+    ///
+    /// Prints the proof as JSON (docs/FORMAT.md §12.4). Exit status: 0 consistent, 1 not
+    /// (different logs, or the store's log does not reproduce both), 2 usage error.
+    Consistency(audit::ConsistencyArgs),
     Verify {
         /// Store to verify: a directory or s3://bucket[/prefix].
         #[arg(long, value_name = "URL")]
@@ -132,9 +160,14 @@ enum Command {
         concurrency: Option<usize>,
         /// Report this warning class as an error (exit 1), e.g. `--deny lost_offsets` where
         /// records deleted at the source before they were sealed are not acceptable; repeatable.
-        /// Warning classes: lost_offsets, orphan_file, unexpected_object.
+        /// Warning classes: lost_offsets, orphan_file, unexpected_object, not_checkpointed.
         #[arg(long, value_name = "CLASS", value_parser = parse_warning_class)]
         deny: Vec<cairn_verify::FindingKind>,
+        /// A checkpoint of this store obtained out of band (from a witness, or kept by the
+        /// auditor): every segment in the log up to it must be present and unchanged, and the
+        /// store's log must extend it. Without it, the store's own newest checkpoint is used.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -166,7 +199,7 @@ fn parse_warning_class(s: &str) -> Result<cairn_verify::FindingKind, String> {
         Some(k) if k.is_warning() => Ok(k),
         Some(_) => Err(format!("{s} is already an error")),
         None => Err(format!(
-            "{s:?} is not a finding class (warning classes: lost_offsets, orphan_file, unexpected_object)"
+            "{s:?} is not a finding class (warning classes: lost_offsets, orphan_file, unexpected_object, not_checkpointed)"
         )),
     }
 }
@@ -227,6 +260,11 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Seal(args) => seal::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::VerifyResult(args) => verify_result::run(&args),
+        Command::Init(args) => audit::init(args).await,
+        Command::Checkpoint(args) => audit::checkpoint(args).await,
+        Command::Prove(args) => audit::prove(args).await,
+        Command::VerifyProof(args) => audit::verify_proof(&args),
+        Command::Consistency(args) => audit::consistency(args).await,
         Command::Ingest(_) => unreachable!("ingest runs outside the async runtime"),
         Command::Verify {
             store,
@@ -234,7 +272,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             json,
             concurrency,
             deny,
-        } => verify(&store, &pubkeys, json, concurrency, deny).await,
+            checkpoint,
+        } => verify(&store, &pubkeys, json, concurrency, deny, checkpoint).await,
     }
 }
 
@@ -244,11 +283,27 @@ async fn verify(
     json: bool,
     concurrency: Option<usize>,
     deny: Vec<cairn_verify::FindingKind>,
+    checkpoint: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
     let keys = pubkeys
         .iter()
         .map(|p| keyfile::load_public_key(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let checkpoint = match checkpoint {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("reading checkpoint {}", p.display()))?;
+            Some(
+                cairn_format::log::Checkpoint::open(&text, &keys).with_context(|| {
+                    format!(
+                        "checkpoint {} (pass the log's public key with --pubkey)",
+                        p.display()
+                    )
+                })?,
+            )
+        }
+    };
     let store = StoreReader::open(url)
         .await
         .with_context(|| format!("opening store {url}"))?;
@@ -258,6 +313,7 @@ async fn verify(
     };
     let mut vopts = cairn_verify::VerifyOptions {
         deny,
+        checkpoint,
         ..Default::default()
     };
     if let Some(n) = concurrency {
@@ -316,8 +372,27 @@ fn print_report(r: &cairn_verify::Report) {
         "{verdict}: {} segments, {} events, {} Parquet bytes checked; {errors} errors, {warnings} warnings",
         r.segments_checked, r.events_checked, r.parquet_bytes_checked
     );
-    println!("not established by any verdict (docs/FORMAT.md §8.5):");
-    for l in &r.limitations {
-        println!("  - {l}");
+    if let Some(o) = &r.origin {
+        println!("store origin: {o}");
+    }
+    match &r.checkpoint {
+        Some(c) => println!(
+            "checked against the {} checkpoint of {} at size {} (root {})",
+            if c.source == "given" {
+                "given"
+            } else {
+                "store's newest"
+            },
+            c.origin,
+            c.size,
+            c.root
+        ),
+        None => println!("no checkpoint: the store has no log (run cairn checkpoint)"),
+    }
+    if !r.limitations.is_empty() {
+        println!("not established by this verdict (docs/FORMAT.md §8.5):");
+        for l in &r.limitations {
+            println!("  - {l}");
+        }
     }
 }

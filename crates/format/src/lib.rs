@@ -4,7 +4,8 @@
 //! validation ([`event`]), the canonical leaf encoding ([`leaf`]), RFC 6962 Merkle hashing
 //! ([`merkle`]), manifests and their signatures ([`manifest`], [`keys`]), the Parquet segment
 //! encoding ([`segment`]), object names ([`names`]) and the statement a signed query result
-//! carries ([`result`]).
+//! carries ([`result`]), and the transparency log over manifests: entries, C2SP tiles,
+//! checkpoints and RFC 9162 proofs ([`log`]).
 //!
 //! It is pure: no I/O beyond what callers hand it (byte slices, readers), no async, no
 //! network, no storage. It must never depend on the store, sealer, verify or query crates;
@@ -16,6 +17,7 @@ pub mod digest;
 pub mod event;
 pub mod keys;
 pub mod leaf;
+pub mod log;
 pub mod manifest;
 pub mod merkle;
 pub mod names;
@@ -46,4 +48,6 @@ pub const FORMAT_V1: &str = "cairn.segment.v1";
 pub const FORMAT_V2: &str = "cairn.segment.v2";
 /// The format tag the sealer writes; bumped when any sealed byte changes meaning. Readers accept
 /// every earlier version (docs/FORMAT.md, "Versions").
-pub const FORMAT_VERSION: &str = FORMAT_V2;
+pub const FORMAT_VERSION: &str = FORMAT_V3;
+/// Adds `store`: the origin of the store the segment was sealed into (docs/FORMAT.md §11).
+pub const FORMAT_V3: &str = "cairn.segment.v3";

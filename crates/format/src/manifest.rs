@@ -53,6 +53,10 @@ pub struct ParquetRef {
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format: String,
+    /// Format v3: the origin of the store the segment was sealed into (FORMAT.md §11).
+    /// `None` exactly in v1 and v2 manifests, which name no store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     pub stream: StreamRef,
     /// 0 for the first segment of a stream, then +1 per segment.
     pub seq: u64,
@@ -251,17 +255,27 @@ impl Manifest {
 
     /// The structure tier's checks that JSON typing alone does not make (FORMAT.md §6.1).
     fn check_structure(&self) -> Result<(), String> {
-        match (self.format.as_str(), &self.lost) {
-            (crate::FORMAT_V1, None) | (crate::FORMAT_V2, Some(_)) => {}
-            (crate::FORMAT_V1, Some(_)) => {
+        let (lost, store) = (self.lost.is_some(), self.store.is_some());
+        match (self.format.as_str(), lost, store) {
+            (crate::FORMAT_V1, false, false)
+            | (crate::FORMAT_V2, true, false)
+            | (crate::FORMAT_V3, true, true) => {}
+            (crate::FORMAT_V1, true, _) => {
                 return Err("unknown field `lost` in a cairn.segment.v1 body".into());
             }
-            (crate::FORMAT_V2, None) => return Err("missing field `lost`".into()),
-            (other, _) => {
+            (crate::FORMAT_V1 | crate::FORMAT_V2, _, true) => {
+                return Err(format!("unknown field `store` in a {} body", self.format));
+            }
+            (crate::FORMAT_V2 | crate::FORMAT_V3, false, _) => {
+                return Err("missing field `lost`".into());
+            }
+            (crate::FORMAT_V3, true, false) => return Err("missing field `store`".into()),
+            (other, _, _) => {
                 return Err(format!(
-                    "format is {other:?}; this reader knows {:?} and {:?}",
+                    "format is {other:?}; this reader knows {:?}, {:?} and {:?}",
                     crate::FORMAT_V1,
-                    crate::FORMAT_V2
+                    crate::FORMAT_V2,
+                    crate::FORMAT_V3
                 ));
             }
         }
@@ -315,6 +329,11 @@ impl Manifest {
                     v.as_str()
                 ));
             }
+        }
+        if let Some(store) = &self.store
+            && let Err(e) = crate::log::Origin::parse(store)
+        {
+            out.push(format!("store: {e}"));
         }
         if !is_hex16(&self.key_id) {
             out.push(format!(

@@ -16,8 +16,9 @@
 //! (`<first>.claim`, conditional create): two sealers of one stream (a consumer-group member
 //! replaced mid-write, and its successor) can never seal different ranges from one offset; the
 //! later one seals exactly the claimed range (adopting what is there) or gives up with
-//! [`SealError::Superseded`]. Depends on format and store only; never on ingest, query or
-//! verify.
+//! [`SealError::Superseded`]. Every manifest names the store's origin (`v1/origin`, created
+//! by the first writer that finds none; [`ensure_origin`]). Depends on format and store only;
+//! never on ingest, query or verify.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,9 @@ use cairn_format::segment::{
 };
 use cairn_format::{Digest, OffsetRange, SignedManifest, SigningKey};
 use cairn_store::{StoreError, StoreWriter};
+
+mod origin;
+pub use origin::ensure_origin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -86,6 +90,8 @@ pub enum SealError {
     },
     #[error("the operating system's random source failed: {0}")]
     Random(String),
+    #[error("store origin: {message}")]
+    Origin { message: String },
 }
 
 impl SealError {
@@ -166,6 +172,8 @@ struct Encoded {
 
 pub struct StreamSealer {
     store: Arc<StoreWriter>,
+    /// The store's origin, named by every manifest (format v3).
+    origin: cairn_format::log::Origin,
     key: SigningKey,
     stream: StreamId,
     limits: SegmentLimits,

@@ -31,7 +31,9 @@ impl StreamSealer {
             .max_by_key(|(_, n)| (n.last, n.first));
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| SealError::Random(e.to_string()))?;
+        let origin = crate::ensure_origin(&store, None).await?;
         let mut sealer = StreamSealer {
+            origin,
             store,
             key,
             stream: stream.clone(),

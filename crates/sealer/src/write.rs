@@ -35,6 +35,7 @@ impl StreamSealer {
         };
         let manifest = Manifest {
             format: cairn_format::FORMAT_VERSION.to_string(),
+            store: Some(self.origin.to_string()),
             stream: StreamRef {
                 id: self.stream.source.clone(),
                 partition: self.stream.partition,

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_format::StreamId;
+use cairn_format::log::{LogObject, ORIGIN_OBJECT};
 use cairn_format::names::{ObjectKind, ObjectName, parse_claim_name, parse_object_name};
 use cairn_store::{EntryKind, ObjectVersion, StoreReader};
 
@@ -18,6 +19,10 @@ pub(crate) struct Inventory {
     pub parquets: Vec<(String, ObjectName)>,
     /// Writers' claims (FORMAT.md §7): (object, stream, first offset).
     pub claims: Vec<(String, StreamId, i64)>,
+    /// The log's objects (FORMAT.md §12): tiles, entry bundles, checkpoints.
+    pub log: BTreeMap<String, LogObject>,
+    /// The store has an origin object (FORMAT.md §11).
+    pub has_origin: bool,
     pub findings: Vec<Finding>,
 }
 
@@ -30,6 +35,8 @@ pub(crate) async fn take(store: &StoreReader, prefix: &str) -> Result<Inventory,
         manifests: Vec::new(),
         parquets: Vec::new(),
         claims: Vec::new(),
+        log: BTreeMap::new(),
+        has_origin: false,
         findings: Vec::new(),
     };
     match store.versions(prefix).await? {
@@ -67,6 +74,10 @@ pub(crate) async fn take(store: &StoreReader, prefix: &str) -> Result<Inventory,
                         Some(n) => inv.parquets.push((name.clone(), n)),
             None if let Some((stream, first)) = parse_claim_name(name) => {
                 inv.claims.push((name.clone(), stream, first))
+            }
+            None if name == ORIGIN_OBJECT => inv.has_origin = true,
+            None if let Some(o) = LogObject::parse(name) => {
+                inv.log.insert(name.clone(), o);
             }
             None => inv.findings.push(Finding::new(
                 FindingKind::UnexpectedObject,

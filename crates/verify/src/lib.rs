@@ -13,6 +13,8 @@
 //! only (never on the sealer or ingest).
 
 mod inventory;
+pub mod log;
+pub mod prove;
 mod report;
 mod segment;
 mod stream;
@@ -24,7 +26,9 @@ use cairn_format::{PublicKey, StreamId};
 use cairn_store::{StoreError, StoreReader};
 use futures::StreamExt;
 
-pub use report::{Finding, FindingKind, LIMITATIONS, Report, Severity, StreamSummary};
+pub use report::{
+    CheckpointSummary, Finding, FindingKind, LIMITATIONS, Report, Severity, StreamSummary,
+};
 use segment::ManifestCheck;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,9 @@ pub struct VerifyOptions<'a> {
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
     /// Warning classes to report as errors (e.g. `lost_offsets` where no loss is acceptable).
     pub deny: Vec<FindingKind>,
+    /// A checkpoint obtained out of band (a witness), already opened under the trusted keys:
+    /// the store is judged against it (FORMAT.md §8.6). Without one, against the store's newest.
+    pub checkpoint: Option<cairn_format::log::Checkpoint>,
 }
 
 impl Default for VerifyOptions<'_> {
@@ -57,6 +64,7 @@ impl Default for VerifyOptions<'_> {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
             progress: None,
             deny: Vec::new(),
+            checkpoint: None,
         }
     }
 }
@@ -144,8 +152,51 @@ pub async fn verify_store(
             other: inv.objects.len() + inv.non_regular.len(),
         });
     }
-    let checks = check_manifests(store, &inv, keys, opts).await;
+    let mut checks = check_manifests(store, &inv, keys, opts).await;
     let mut findings = inv.findings.clone();
+    let origin = match log::read_origin(store).await {
+        Ok(o) => o,
+        Err(e) => {
+            let kind = if e.is_transient() || matches!(e, log::LogError::Store(_)) {
+                FindingKind::Unreadable
+            } else {
+                FindingKind::ForeignStore
+            };
+            findings.push(Finding::new(
+                kind,
+                None,
+                cairn_format::log::ORIGIN_OBJECT,
+                e.to_string(),
+            ));
+            None
+        }
+    };
+    foreign_segments(&mut checks, origin.as_ref());
+    let (log_findings, checkpoint) = log::check(
+        store,
+        &inv,
+        keys,
+        &checks,
+        origin.as_ref(),
+        opts.checkpoint.as_ref(),
+    )
+    .await;
+    findings.extend(log_findings);
+    let mut limitations = Vec::new();
+    match &checkpoint {
+        None => limitations.extend([report::NO_CHECKPOINT_STREAMS, report::NO_CHECKPOINT_TAIL]),
+        Some(c) if c.source == "store" => limitations.push(report::STORE_CHECKPOINT_ONLY),
+        Some(_) => {}
+    }
+    if origin.is_none() {
+        limitations.push(report::NO_STORE_IDENTITY);
+    } else if checks.iter().any(|c| {
+        c.parsed
+            .as_ref()
+            .is_some_and(|p| p.manifest.manifest.store.is_none())
+    }) {
+        limitations.push(report::OLD_SEGMENTS);
+    }
     findings.extend(orphans(&inv, &checks));
     findings.extend(unfulfilled_claims(store, &inv, &checks).await);
     let mut report = Report {
@@ -157,7 +208,9 @@ pub async fn verify_store(
         parquet_bytes_checked: checks.iter().map(|c| c.bytes).sum(),
         streams: Vec::new(),
         findings: Vec::new(),
-        limitations: LIMITATIONS.to_vec(),
+        limitations,
+        origin: origin.map(|o| o.to_string()),
+        checkpoint,
     };
     let mut by_stream: BTreeMap<StreamId, Vec<ManifestCheck>> = BTreeMap::new();
     for c in checks {
@@ -213,6 +266,39 @@ async fn check_manifests(
     }
     checks.sort_by(|a, b| a.object.cmp(&b.object));
     checks
+}
+
+/// FORMAT.md §11: a v3 manifest must name this store's origin. Pushed with the file findings,
+/// so that it is withdrawn when the walk shows the body itself was altered.
+fn foreign_segments(checks: &mut [ManifestCheck], origin: Option<&cairn_format::log::Origin>) {
+    for c in checks.iter_mut() {
+        let Some(store) = c
+            .parsed
+            .as_ref()
+            .and_then(|p| p.manifest.manifest.store.clone())
+        else {
+            continue;
+        };
+        if origin.is_some_and(|o| o.as_str() == store) {
+            continue;
+        }
+        let message = match origin {
+            Some(o) => format!(
+                "sealed into the store {store:?}, but this store is {:?}: copied in from another vault",
+                o.as_str()
+            ),
+            None => format!(
+                "sealed into the store {store:?}, but this store has no (readable) origin object"
+            ),
+        };
+        let f = Finding::new(
+            FindingKind::ForeignSegment,
+            Some(&c.name.stream),
+            &c.object,
+            message,
+        );
+        c.file_findings.push(f);
+    }
 }
 
 /// Claims (FORMAT.md §7) that no manifest fulfils: a writer stopped between claiming a segment

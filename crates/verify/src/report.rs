@@ -45,6 +45,21 @@ pub enum FindingKind {
     OrphanFile,
     /// Warning: an object whose name is not a cairn name.
     UnexpectedObject,
+    /// Format v3: a manifest that names another store's origin (or any v3 manifest in a store
+    /// without an origin): copied in from another vault.
+    ForeignSegment,
+    /// A segment in the log (up to the checkpoint) is gone while its stream still has others:
+    /// tail truncation, or a deleted segment inside the stream.
+    TruncatedStream,
+    /// Every segment of a stream in the log (up to the checkpoint) is gone.
+    DeletedStream,
+    /// The log does not reproduce the checkpoint: a tile, entry bundle or checkpoint is missing
+    /// or altered, the store's log is behind the checkpoint, or a logged manifest was replaced.
+    LogMismatch,
+    /// The checkpoint is for another store (its origin is not this store's).
+    ForeignStore,
+    /// Warning: a segment not in the log up to the checkpoint (sealed after it).
+    NotCheckpointed,
 }
 
 /// How a finding affects the verdict and the exit status.
@@ -60,7 +75,7 @@ pub enum Severity {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 16] = [
+    pub const ALL: [FindingKind; 22] = [
         FindingKind::ModifiedFile,
         FindingKind::MissingFile,
         FindingKind::ModifiedManifest,
@@ -77,6 +92,12 @@ impl FindingKind {
         FindingKind::LostOffsets,
         FindingKind::OrphanFile,
         FindingKind::UnexpectedObject,
+        FindingKind::ForeignSegment,
+        FindingKind::TruncatedStream,
+        FindingKind::DeletedStream,
+        FindingKind::LogMismatch,
+        FindingKind::ForeignStore,
+        FindingKind::NotCheckpointed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,15 +118,22 @@ impl FindingKind {
             FindingKind::LostOffsets => "lost_offsets",
             FindingKind::OrphanFile => "orphan_file",
             FindingKind::UnexpectedObject => "unexpected_object",
+            FindingKind::ForeignSegment => "foreign_segment",
+            FindingKind::TruncatedStream => "truncated_stream",
+            FindingKind::DeletedStream => "deleted_stream",
+            FindingKind::LogMismatch => "log_mismatch",
+            FindingKind::ForeignStore => "foreign_store",
+            FindingKind::NotCheckpointed => "not_checkpointed",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             FindingKind::Unreadable => Severity::Incomplete,
-            FindingKind::LostOffsets | FindingKind::OrphanFile | FindingKind::UnexpectedObject => {
-                Severity::Warning
-            }
+            FindingKind::LostOffsets
+            | FindingKind::OrphanFile
+            | FindingKind::UnexpectedObject
+            | FindingKind::NotCheckpointed => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -178,12 +206,30 @@ pub struct StreamSummary {
 }
 
 /// What an intact verdict cannot say without signed checkpoints and a store identity
-/// (docs/FORMAT.md §8.5). Printed with every verdict.
-pub const LIMITATIONS: [&str; 3] = [
-    "no checkpoint: deletion of a whole stream (all of its objects) cannot be detected",
-    "no checkpoint: deletion of a stream's newest segments (tail truncation) cannot be detected",
-    "no store identity: a stream copied in from another vault whose manifests a trusted key signed cannot be detected",
-];
+/// (docs/FORMAT.md §8.5). Printed with every verdict that lacks them.
+pub const LIMITATIONS: [&str; 3] = [NO_CHECKPOINT_STREAMS, NO_CHECKPOINT_TAIL, NO_STORE_IDENTITY];
+pub const NO_CHECKPOINT_STREAMS: &str =
+    "no checkpoint: deletion of a whole stream (all of its objects) cannot be detected";
+pub const NO_CHECKPOINT_TAIL: &str =
+    "no checkpoint: deletion of a stream's newest segments (tail truncation) cannot be detected";
+pub const NO_STORE_IDENTITY: &str = "no store identity: a stream copied in from another vault whose manifests a trusted key signed cannot be detected";
+/// Segments sealed before format v3 name no store.
+pub const OLD_SEGMENTS: &str = "segments sealed before format v3 name no store: whether they were copied in from another vault signed by a trusted key cannot be detected (the log, when checkpointed, still pins them)";
+/// Checked against the store's own newest checkpoint only.
+pub const STORE_CHECKPOINT_ONLY: &str = "checked against the store's own newest checkpoint: whoever can delete objects could also delete the newest checkpoints and hide what was sealed after the remaining one; pass --checkpoint with a copy kept outside the store (a witness)";
+
+/// The checkpoint a verdict was checked against.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckpointSummary {
+    pub origin: String,
+    pub size: u64,
+    /// Hex of the root.
+    pub root: String,
+    /// `given` (passed with --checkpoint) or `store` (the store's newest).
+    pub source: &'static str,
+    /// The store's newest checkpoint's size, when the store has one.
+    pub store_newest_size: Option<u64>,
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -199,6 +245,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// What even an intact verdict does not establish (docs/FORMAT.md §8.5).
     pub limitations: Vec<&'static str>,
+    /// The store's origin (FORMAT.md §11), when it has one.
+    pub origin: Option<String>,
+    /// The checkpoint the log was checked against (FORMAT.md §12), if any.
+    pub checkpoint: Option<CheckpointSummary>,
 }
 
 impl Report {

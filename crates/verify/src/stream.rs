@@ -250,6 +250,7 @@ mod tests {
     ) -> ManifestCheck {
         let m = Manifest {
             format: cairn_format::FORMAT_VERSION.into(),
+            store: Some("example.com/vault".into()),
             stream: StreamRef {
                 id: "s".into(),
                 partition: 0,

@@ -3,6 +3,7 @@ use super::*;
 pub fn sample() -> Manifest {
     Manifest {
         format: crate::FORMAT_VERSION.into(),
+        store: Some("example.com/vault".into()),
         stream: StreamRef {
             id: "billing".into(),
             partition: 0,
@@ -114,14 +115,21 @@ fn structure_failures_are_parse_errors() {
         ("\"rejected\":[[2,2]]", "\"rejected\":[[2,2,2]]"),
         ("\"rejected\":[[2,2]]", "\"rejected\":[[-2,2]]"),
         (
-            "\"format\":\"cairn.segment.v2\"",
             "\"format\":\"cairn.segment.v3\"",
+            "\"format\":\"cairn.segment.v4\"",
         ),
         (
+            "\"format\":\"cairn.segment.v3\"",
             "\"format\":\"cairn.segment.v2\"",
+        ),
+        (
+            "\"format\":\"cairn.segment.v3\"",
             "\"format\":\"cairn.segment.v1\"",
         ),
         ("\"lost\":[],", ""),
+        ("\"store\":\"example.com/vault\",", ""),
+        ("\"store\":\"example.com/vault\"", "\"store\":null"),
+        ("\"store\":\"example.com/vault\"", "\"store\":7"),
         ("\"lost\":[]", "\"lost\":null"),
         ("\"first_offset\":1", "\"first_offset\":4"),
         ("\"tenants\":[\"acme\"]", "\"tenants\":[\"\\ud800\"]"),
@@ -172,7 +180,9 @@ fn a_broken_signature_line_is_a_signature_failure_not_a_parse_error() {
     // Flip one of the two unused bits of the last base64 character before the padding.
     let mut noncanonical = sig_b64.as_bytes().to_vec();
     let i = noncanonical.len() - 3;
-    noncanonical[i] = if noncanonical[i] == b'A' { b'B' } else { b'A' };
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let pos = ALPHABET.iter().position(|&c| c == noncanonical[i]).unwrap();
+    noncanonical[i] = ALPHABET[pos ^ 1];
     let noncanonical = String::from_utf8(noncanonical).unwrap();
     let lines = [
         format!("ed25519 {other_kid} {sig_b64}"),
@@ -240,6 +250,7 @@ fn rule_violations_are_named() {
         ("\"absent\":[]", "\"absent\":[[2,3]]", "share offsets"),
         ("\"lost\":[]", "\"lost\":[[2,2]]", "share offsets"),
         ("\"lost\":[]", "\"lost\":[[3,9]]", "lost range"),
+        ("example.com/vault", "a vault", "store:"),
         (
             "\"tenants\":[\"acme\"]",
             "\"tenants\":[\"b\",\"a\"]",
@@ -274,11 +285,12 @@ fn rule_violations_are_named() {
 fn v1_bodies_still_parse_and_each_version_has_its_own_members() {
     let v1 = resigned(|b| {
         b.replacen(
-            "\"format\":\"cairn.segment.v2\"",
+            "\"format\":\"cairn.segment.v3\"",
             "\"format\":\"cairn.segment.v1\"",
             1,
         )
         .replacen("\"lost\":[],", "", 1)
+        .replacen("\"store\":\"example.com/vault\",", "", 1)
     });
     let parsed = SignedManifest::parse(&v1).unwrap();
     assert_eq!(parsed.manifest.lost, None);
@@ -288,10 +300,27 @@ fn v1_bodies_still_parse_and_each_version_has_its_own_members() {
         parsed.check_signature(&[key().public()]),
         SignatureCheck::Valid
     );
-    let v2 = SignedManifest::sign(sample(), &key());
-    let body = String::from_utf8(v2.body.clone()).unwrap();
+    let v2 = resigned(|b| {
+        b.replacen(
+            "\"format\":\"cairn.segment.v3\"",
+            "\"format\":\"cairn.segment.v2\"",
+            1,
+        )
+        .replacen("\"store\":\"example.com/vault\",", "", 1)
+    });
+    let parsed = SignedManifest::parse(&v2).unwrap();
+    assert_eq!(parsed.manifest.store, None);
+    assert!(parsed.manifest.rule_violations().is_empty());
+    let v3 = SignedManifest::sign(sample(), &key());
+    let body = String::from_utf8(v3.body.clone()).unwrap();
     assert!(
         body.contains("\"absent\":[],\"lost\":[],\"min_occurred_at\""),
         "lost follows absent: {body}"
+    );
+    assert!(
+        body.starts_with(
+            "{\"format\":\"cairn.segment.v3\",\"store\":\"example.com/vault\",\"stream\""
+        ),
+        "store follows format: {body}"
     );
 }

@@ -200,6 +200,41 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Can the segment `file` hold an event with this `event_id`? `false` only when every row
+/// group has a bloom filter on `event_id` and none of them may contain it (segments written
+/// before format v3 have none, so they always may).
+pub fn may_hold_event_id(file: &Bytes, event_id: &str) -> Result<bool, SegmentError> {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader = SerializedFileReader::new_with_options(file.clone(), options)?;
+    let Some(col) = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "event_id")
+    else {
+        return Ok(true);
+    };
+    for i in 0..reader.num_row_groups() {
+        let rg = reader.get_row_group(i)?;
+        match rg.get_column_bloom_filter(col) {
+            Some(filter) if !filter.check(event_id) => {}
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 /// Reads a segment file under the contract of docs/FORMAT.md §4 and calls
 /// `visit(row_fields, leaf_bytes)` for each row in file order. Only the columns are trusted:
 /// leaf bytes are rebuilt from them; details keys are sorted here and duplicates are an error.

@@ -48,6 +48,24 @@ fn write_then_scan_recomputes_the_same_root_and_bytes_are_deterministic() {
     assert_eq!(m.root(), stats.merkle_root);
 }
 
+/// Format v3: `event_id` has a bloom filter, so `cairn prove` skips segments without the event.
+#[test]
+fn the_event_id_bloom_filter_finds_present_ids_and_skips_most_absent_ones() {
+    let mut b = SegmentBuilder::new(StreamId::new("app", 0).unwrap());
+    for i in 0..1000u32 {
+        b.push(i as i64, &event(i, "t")).unwrap();
+    }
+    let file = Bytes::from(encode_parquet(&b.finish().unwrap().0).unwrap());
+    for i in [0u32, 1, 500, 999] {
+        let id = format!("00000000-0000-4000-8000-{i:012}");
+        assert!(may_hold_event_id(&file, &id).unwrap(), "{id}");
+    }
+    let false_positives = (1000..2000u32)
+        .filter(|i| may_hold_event_id(&file, &format!("00000000-0000-4000-8000-{i:012}")).unwrap())
+        .count();
+    assert!(false_positives < 50, "{false_positives} of 1000 absent ids");
+}
+
 #[test]
 fn empty_segments_are_valid_files() {
     let (batch, stats) = SegmentBuilder::new(StreamId::new("x", 0).unwrap())

@@ -1,0 +1,228 @@
+//! `cairn prove`: builds the proof of one event (FORMAT.md §12.4) from a store, against its
+//! newest checkpoint, without scanning the store: manifests prune by tenant and time bounds,
+//! Parquet bloom filters on `event_id` (format v3) skip segments that do not hold the event,
+//! and only the segment that does is decoded (its leaves are needed for the audit path).
+
+use std::collections::HashMap;
+
+use cairn_format::event::format_micros;
+use cairn_format::log::event_proof::{
+    EventProof, PROOF_FORMAT, ProofActor, ProofEvent, ProofResource,
+};
+use cairn_format::log::proof::inclusion_path;
+use cairn_format::log::{Checkpoint, parse_entry};
+use cairn_format::merkle::{Hash, leaf_hash};
+use cairn_format::names::{ObjectKind, parse_object_name};
+use cairn_format::segment::{may_hold_event_id, scan_segment};
+use cairn_format::{PublicKey, SignedManifest};
+use cairn_store::{StoreError, StoreReader};
+use futures::StreamExt;
+
+use crate::log::{LogError, leaf_hashes, newest_checkpoint, read_entries};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the store has no checkpoint yet: run `cairn checkpoint` first")]
+    NoCheckpoint,
+    #[error("the store's newest checkpoint: {0}")]
+    Checkpoint(#[from] cairn_format::log::CheckpointError),
+    #[error(
+        "event {event_id} is in {manifest}, which is not in the log yet: run `cairn checkpoint`, then prove it"
+    )]
+    NotCheckpointed { event_id: String, manifest: String },
+    #[error(
+        "no event {event_id} in the store's checkpointed segments ({searched} searched{pruned}); check the id, or drop --tenant/--at if they do not match the event"
+    )]
+    NotFound {
+        event_id: String,
+        searched: usize,
+        pruned: String,
+    },
+    #[error("segment {object}: {message}")]
+    Segment { object: String, message: String },
+}
+
+/// Narrows the search (both optional): the event's tenant, and a time the event occurred at
+/// (µs since the epoch), compared with the manifests' bounds.
+#[derive(Clone, Debug, Default)]
+pub struct Hints {
+    pub tenant: Option<String>,
+    pub occurred_at_us: Option<i64>,
+}
+
+/// What proving cost: for the benchmark and the user.
+#[derive(Clone, Debug, Default)]
+pub struct ProveStats {
+    pub manifests_read: usize,
+    pub candidates: usize,
+    pub segments_decoded: usize,
+}
+
+struct Candidate {
+    object: String,
+    manifest: SignedManifest,
+    text: String,
+}
+
+/// Proves `event_id` against the store's newest checkpoint, which must verify under `keys`.
+pub async fn prove_event(
+    store: &StoreReader,
+    keys: &[PublicKey],
+    event_id: &str,
+    hints: &Hints,
+) -> Result<(EventProof, ProveStats), ProveError> {
+    let (_, note) = newest_checkpoint(store)
+        .await?
+        .ok_or(ProveError::NoCheckpoint)?;
+    let cp = Checkpoint::open(&note, keys)?;
+    let entries = read_entries(store, cp.size).await?;
+    let logged: HashMap<String, usize> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| parse_entry(e).map(|(_, name)| (name, i)))
+        .collect();
+    let mut stats = ProveStats::default();
+    let names: Vec<String> = store
+        .list("v1/streams/")
+        .await?
+        .into_iter()
+        .filter(|o| parse_object_name(&o.name).is_some_and(|n| n.kind == ObjectKind::Manifest))
+        .map(|o| o.name)
+        .collect();
+    stats.manifests_read = names.len();
+    let read: Vec<Result<Candidate, ProveError>> = futures::stream::iter(names)
+        .map(|object| async move {
+            let bytes = store.get(&object, None).await?;
+            let manifest = SignedManifest::parse(&bytes).map_err(|e| ProveError::Segment {
+                object: object.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Candidate {
+                object,
+                manifest,
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+            })
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for c in read {
+        // A manifest that does not parse cannot hold a provable event; verify reports it.
+        let Ok(c) = c else { continue };
+        let m = &c.manifest.manifest;
+        if hints
+            .tenant
+            .as_ref()
+            .is_some_and(|t| !m.tenants.contains(t))
+        {
+            continue;
+        }
+        if let Some(at) = hints.occurred_at_us.and_then(format_micros) {
+            let inside = match (&m.min_occurred_at, &m.max_occurred_at) {
+                (Some(lo), Some(hi)) => *lo <= at && at <= *hi,
+                _ => false,
+            };
+            if !inside {
+                continue;
+            }
+        }
+        if m.event_count == 0 {
+            continue;
+        }
+        candidates.push(c);
+    }
+    // Logged segments first: an event in an unlogged one can only be reported.
+    candidates.sort_by_key(|c| (!logged.contains_key(&c.object), c.object.clone()));
+    stats.candidates = candidates.len();
+    let searched = candidates.len();
+    for c in candidates {
+        let Some(parquet) = c.manifest.manifest.own_parquet_object() else {
+            continue;
+        };
+        let file = store.get(&parquet, None).await?;
+        let bad = |message: String| ProveError::Segment {
+            object: parquet.clone(),
+            message,
+        };
+        if !may_hold_event_id(&file, event_id).map_err(|e| bad(e.to_string()))? {
+            continue;
+        }
+        stats.segments_decoded += 1;
+        let mut leaves: Vec<Hash> = Vec::with_capacity(c.manifest.manifest.event_count as usize);
+        let mut found: Option<(usize, i64, ProofEvent)> = None;
+        scan_segment::<()>(file, |f, leaf| {
+            if found.is_none() && f.event_id == event_id {
+                found = Some((leaves.len(), f.offset, proof_event(f)));
+            }
+            leaves.push(leaf_hash(leaf));
+            Ok(())
+        })
+        .map_err(|e| bad(e.to_string()))?
+        .expect("the visitor never fails");
+        let Some((index, offset, event)) = found else {
+            continue;
+        };
+        let Some(&log_index) = logged.get(&c.object) else {
+            return Err(ProveError::NotCheckpointed {
+                event_id: event_id.to_string(),
+                manifest: c.object,
+            });
+        };
+        let log_leaves = leaf_hashes(&entries);
+        let hexes = |p: Vec<Hash>| p.iter().map(hex::encode).collect::<Vec<_>>();
+        let proof = EventProof {
+            format: PROOF_FORMAT.to_string(),
+            event,
+            stream: c.manifest.manifest.stream.clone(),
+            offset,
+            leaf_index: index as u64,
+            segment_path: hexes(inclusion_path(&leaves, index).expect("index < leaves")),
+            manifest_name: c.object,
+            manifest: c.text,
+            log_index: log_index as u64,
+            log_path: hexes(inclusion_path(&log_leaves, log_index).expect("index < size")),
+            checkpoint: note,
+        };
+        return Ok((proof, stats));
+    }
+    Err(ProveError::NotFound {
+        event_id: event_id.to_string(),
+        searched,
+        pruned: if hints.tenant.is_some() || hints.occurred_at_us.is_some() {
+            " after pruning by the hints".into()
+        } else {
+            String::new()
+        },
+    })
+}
+
+fn proof_event(f: &cairn_format::leaf::LeafFields<'_>) -> ProofEvent {
+    ProofEvent {
+        event_id: f.event_id.to_string(),
+        occurred_at: format_micros(f.occurred_at_us).unwrap_or_default(),
+        tenant: f.tenant.to_string(),
+        actor: ProofActor {
+            id: f.actor_id.to_string(),
+            kind: f.actor_type.to_string(),
+            ip: f.actor_ip.map(str::to_string),
+        },
+        action: f.action.to_string(),
+        resource: ProofResource {
+            kind: f.resource_type.to_string(),
+            id: f.resource_id.to_string(),
+        },
+        outcome: f.outcome.to_string(),
+        source: f.source.to_string(),
+        sensitivity: f.sensitivity.to_string(),
+        details: f.details.map(|d| {
+            d.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        }),
+    }
+}

@@ -1,0 +1,649 @@
+//! The auditor's toolkit end to end on a local store (issue 12): store identity, the log and
+//! its checkpoints, `verify --checkpoint` and the tamper cases that an intact verdict could not
+//! see before (tail truncation, whole-stream deletion, stream injection), event proofs and
+//! malicious ones, consistency proofs, a racing or foreign checkpointer, and the independent
+//! verifiers: tests/independent_verifier.py (Python, FORMAT.md) and tests/interop (Go,
+//! golang.org/x/mod's sumdb `note` and `tlog`).
+
+use std::path::{Path, PathBuf};
+
+use cairn_tests::*;
+
+fn events(dir: &Path, name: &str, count: u32, seed: u32) -> PathBuf {
+    let out = dir.join(name);
+    let st = std::process::Command::new("python3")
+        .arg(repo().join("scripts/gen_events.py"))
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    out
+}
+
+fn seal_stream(input: &Path, stream: &str, store: &Path, key: &str, per_segment: u32) {
+    run_expect(
+        &[
+            "seal",
+            "--input",
+            input.to_str().unwrap(),
+            "--source-id",
+            stream,
+            "--store",
+            store.to_str().unwrap(),
+            "--key",
+            key,
+            "--segment-events",
+            &per_segment.to_string(),
+            "--rejects",
+            "/dev/null",
+        ],
+        0,
+    );
+}
+
+/// `cairn checkpoint`: the note, also saved as `dir/name`.
+fn checkpoint(store: &Path, key: &str, dir: &Path, name: &str) -> PathBuf {
+    let out = run_expect(
+        &[
+            "checkpoint",
+            "--store",
+            store.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+        0,
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn event_id(input: &Path, line: usize) -> String {
+    let text = std::fs::read_to_string(input).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().nth(line - 1).unwrap()).unwrap();
+    v["event_id"].as_str().unwrap().to_string()
+}
+
+struct Vault {
+    tmp: tempfile::TempDir,
+    keys: Keys,
+    store: PathBuf,
+    app: PathBuf,
+}
+
+/// Two streams (app: 5 segments, billing: 3), checkpointed once.
+fn vault() -> (Vault, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let store = tmp.path().join("vault");
+    let app = events(tmp.path(), "app.jsonl", 500, 1);
+    let billing = events(tmp.path(), "billing.jsonl", 300, 2);
+    seal_stream(&app, "app", &store, &keys.key, 100);
+    seal_stream(&billing, "billing", &store, &keys.key, 100);
+    let cp = checkpoint(&store, &keys.key, tmp.path(), "cp1.txt");
+    (
+        Vault {
+            tmp,
+            keys,
+            store,
+            app,
+        },
+        cp,
+    )
+}
+
+fn classes(report: &serde_json::Value) -> Vec<(String, String)> {
+    findings(report).into_iter().collect()
+}
+
+#[test]
+fn checkpoints_name_truncation_deletion_and_injection_and_both_verifiers_agree() {
+    let (v, cp) = vault();
+    let cp_s = cp.to_str().unwrap();
+    let pubkey = v.keys.public.as_str();
+    let with_cp = ["--checkpoint", cp_s];
+    // The checkpoint is a C2SP signed note over the store's origin.
+    let note = std::fs::read_to_string(&cp).unwrap();
+    let origin = std::fs::read_to_string(v.store.join("v1/origin")).unwrap();
+    assert!(note.starts_with(&format!("{origin}8\n")), "{note}");
+    assert!(
+        note.contains(&format!("\n\n\u{2014} {}", origin.trim())),
+        "{note}"
+    );
+
+    let (code, report) = verify_both_with(&v.store, &[pubkey], &with_cp);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["checkpoint"]["size"], 8);
+    assert_eq!(report["checkpoint"]["source"], "given");
+    assert_eq!(report["origin"], origin.trim());
+    assert_eq!(report["limitations"], serde_json::json!([]));
+    // Without --checkpoint the store's own newest is used, and the report says what that
+    // cannot rule out.
+    let (code, report) = verify_both(&v.store, &[pubkey]);
+    assert_eq!(code, 0);
+    assert_eq!(report["checkpoint"]["source"], "store");
+    assert!(
+        report["limitations"][0]
+            .as_str()
+            .unwrap()
+            .contains("own newest checkpoint")
+    );
+
+    let app0 = "v1/streams/app/0";
+    // 1. Tail truncation: the newest segment of app (both objects) deleted. Before the log,
+    //    this verified INTACT.
+    let t1 = v.tmp.path().join("t1");
+    copy_dir(&v.store, &t1);
+    let newest = format!("{app0}/00000000000000000401-00000000000000000500");
+    std::fs::remove_file(t1.join(format!("{newest}.manifest"))).unwrap();
+    std::fs::remove_file(t1.join(format!("{newest}.parquet"))).unwrap();
+    let (code, report) = verify_both_with(&t1, &[pubkey], &with_cp);
+    assert_eq!(code, 1);
+    assert!(classes(&report).contains(&("truncated_stream".into(), format!("{newest}.manifest"))));
+
+    // 2. Whole-stream deletion: billing gone.
+    let t2 = v.tmp.path().join("t2");
+    copy_dir(&v.store, &t2);
+    std::fs::remove_dir_all(t2.join("v1/streams/billing")).unwrap();
+    let (code, report) = verify_both_with(&t2, &[pubkey], &with_cp);
+    assert_eq!(code, 1);
+    let deleted = kinds(&report);
+    assert_eq!(
+        deleted.iter().collect::<Vec<_>>(),
+        ["deleted_stream"],
+        "{report:#}"
+    );
+    assert_eq!(findings(&report).len(), 3);
+
+    // 3. Stream injection: a stream sealed into another vault with the same key, copied in.
+    let other = v.tmp.path().join("other");
+    let inj = events(v.tmp.path(), "inj.jsonl", 50, 3);
+    seal_stream(&inj, "injected", &other, &v.keys.key, 100);
+    let t3 = v.tmp.path().join("t3");
+    copy_dir(&v.store, &t3);
+    copy_dir(
+        &other.join("v1/streams/injected"),
+        &t3.join("v1/streams/injected"),
+    );
+    let injected = "v1/streams/injected/0/00000000000000000001-00000000000000000050.manifest";
+    let (code, report) = verify_both_with(&t3, &[pubkey], &with_cp);
+    assert_eq!(code, 1);
+    assert_eq!(
+        classes(&report),
+        [
+            ("foreign_segment".to_string(), injected.to_string()),
+            ("not_checkpointed".to_string(), injected.to_string())
+        ]
+    );
+    // Even without any checkpoint, store identity alone names it.
+    let (code, report) = verify_both(&t3, &[pubkey]);
+    assert_eq!(code, 1);
+    assert!(kinds(&report).contains("foreign_segment"));
+    // The checkpointer refuses to log it.
+    let out = run_expect(
+        &[
+            "checkpoint",
+            "--store",
+            t3.to_str().unwrap(),
+            "--key",
+            &v.keys.key,
+        ],
+        0,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sealed into another store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 4. A checkpoint of another store: foreign_store.
+    let other_cp = checkpoint(&other, &v.keys.key, v.tmp.path(), "other.txt");
+    let (code, report) = verify_both_with(
+        &v.store,
+        &[pubkey],
+        &["--checkpoint", other_cp.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        classes(&report),
+        [("foreign_store".to_string(), "v1/origin".to_string())]
+    );
+
+    // 5. An altered hash tile: log_mismatch, and the Go verifier refuses it too.
+    let t5 = v.tmp.path().join("t5");
+    copy_dir(&v.store, &t5);
+    let tile = t5.join("v1/log/tile/0/000.p/8");
+    make_writable(&tile);
+    let mut bytes = std::fs::read(&tile).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&tile, bytes).unwrap();
+    let (code, report) = verify_both_with(&t5, &[pubkey], &with_cp);
+    assert_eq!(code, 1);
+    assert_eq!(
+        classes(&report),
+        [(
+            "log_mismatch".to_string(),
+            "v1/log/tile/0/000.p/8".to_string()
+        )]
+    );
+    let go = run_go_interop(&["--store", t5.to_str().unwrap(), "--pubkey", pubkey]);
+    assert_eq!(go.status.code(), Some(1), "{go:?}");
+
+    // 6. Newer segments than the checkpoint: warnings, not errors; the next checkpoint covers
+    //    them and is consistent with the first.
+    let more = events(v.tmp.path(), "more.jsonl", 700, 1);
+    seal_stream(&more, "app", &v.store, &v.keys.key, 100);
+    let (code, report) = verify_both_with(&v.store, &[pubkey], &with_cp);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        kinds(&report).iter().collect::<Vec<_>>(),
+        ["not_checkpointed"]
+    );
+    assert_eq!(findings(&report).len(), 2);
+    let cp2 = checkpoint(&v.store, &v.keys.key, v.tmp.path(), "cp2.txt");
+    let (code, report) = verify_both_with(
+        &v.store,
+        &[pubkey],
+        &["--checkpoint", cp2.to_str().unwrap()],
+    );
+    assert_eq!((code, findings(&report).len()), (0, 0), "{report:#}");
+    // The old checkpoint against a store whose log was cut back to it: the store's newest is
+    // behind the witness's copy.
+    let t7 = v.tmp.path().join("t7");
+    copy_dir(&v.store, &t7);
+    std::fs::remove_file(t7.join("v1/log/checkpoint/00000000000000000010")).unwrap();
+    let (code, report) = verify_both_with(&t7, &[pubkey], &["--checkpoint", cp2.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        classes(&report),
+        [(
+            "log_mismatch".to_string(),
+            "v1/log/checkpoint/00000000000000000008".to_string()
+        )]
+    );
+}
+
+#[test]
+fn proofs_verify_offline_and_forged_ones_do_not() {
+    let (v, _) = vault();
+    let pubkey = v.keys.public.as_str();
+    let store = v.store.to_str().unwrap();
+    let id = event_id(&v.app, 321);
+    let out = run_expect(
+        &[
+            "prove",
+            "--store",
+            store,
+            "--event-id",
+            &id,
+            "--pubkey",
+            pubkey,
+        ],
+        0,
+    );
+    let proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(proof["offset"], 321);
+    assert_eq!(proof["leaf_index"], 20);
+    assert_eq!(
+        proof["manifest_name"],
+        "v1/streams/app/0/00000000000000000301-00000000000000000400.manifest"
+    );
+    let file = v.tmp.path().join("proof.json");
+    let write = |p: &serde_json::Value| {
+        std::fs::write(&file, serde_json::to_vec(p).unwrap()).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let ok = run_expect(&["verify-proof", &write(&proof), "--pubkey", pubkey], 0);
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("PROVEN: event "));
+    // Hints narrow the search and still find it; a wrong tenant does not.
+    let tenant = proof["event"]["tenant"].as_str().unwrap();
+    run_expect(
+        &[
+            "prove",
+            "--store",
+            store,
+            "--event-id",
+            &id,
+            "--pubkey",
+            pubkey,
+            "--tenant",
+            tenant,
+        ],
+        0,
+    );
+    let miss = run_expect(
+        &[
+            "prove",
+            "--store",
+            store,
+            "--event-id",
+            &id,
+            "--pubkey",
+            pubkey,
+            "--tenant",
+            "nobody",
+        ],
+        2,
+    );
+    assert!(String::from_utf8_lossy(&miss.stderr).contains("no event"));
+    // The Go verifier (sumdb tlog.CheckRecord) accepts both audit paths.
+    let go = run_go_interop(&[
+        "--store",
+        store,
+        "--pubkey",
+        pubkey,
+        "--proof",
+        &write(&proof),
+    ]);
+    assert_eq!(
+        go.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&go.stderr)
+    );
+
+    // Forgeries: every one is NOT PROVEN (exit 1), with the reason.
+    let forged: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        (
+            "edited event",
+            Box::new(|p| p["event"]["outcome"] = "denied".into()),
+        ),
+        ("another offset", Box::new(|p| p["offset"] = 322.into())),
+        ("wrong index", Box::new(|p| p["leaf_index"] = 21.into())),
+        (
+            "truncated path",
+            Box::new(|p| {
+                p["segment_path"].as_array_mut().unwrap().pop();
+            }),
+        ),
+        (
+            "extended path",
+            Box::new(|p| {
+                let first = p["segment_path"][0].clone();
+                p["segment_path"].as_array_mut().unwrap().push(first);
+            }),
+        ),
+        (
+            "swapped siblings",
+            Box::new(|p| p["segment_path"].as_array_mut().unwrap().swap(0, 1)),
+        ),
+        (
+            "log index",
+            Box::new(|p| p["log_index"] = ((p["log_index"].as_u64().unwrap() + 1) % 8).into()),
+        ),
+        (
+            "log path",
+            Box::new(|p| {
+                p["log_path"].as_array_mut().unwrap().swap(0, 1);
+            }),
+        ),
+        (
+            "manifest name",
+            Box::new(|p| {
+                p["manifest_name"] =
+                    "v1/streams/app/0/00000000000000000201-00000000000000000300.manifest".into()
+            }),
+        ),
+        (
+            "checkpoint for another tree size",
+            Box::new(|p| {
+                let cp = p["checkpoint"]
+                    .as_str()
+                    .unwrap()
+                    .replacen("\n8\n", "\n9\n", 1);
+                p["checkpoint"] = cp.into();
+            }),
+        ),
+    ];
+    for (what, edit) in &forged {
+        let mut p = proof.clone();
+        edit(&mut p);
+        let out = run_expect(&["verify-proof", &write(&p), "--pubkey", pubkey], 1);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("NOT PROVEN: "),
+            "{what}"
+        );
+    }
+    // A checkpoint signed by another key (an untrusted log), and one for another origin signed
+    // by a trusted key.
+    let other_keys = keygen(&v.tmp.path().join("other-keys"));
+    let other = v.tmp.path().join("other");
+    let inj = events(v.tmp.path(), "inj.jsonl", 10, 3);
+    seal_stream(&inj, "x", &other, &other_keys.key, 100);
+    let foreign_cp = checkpoint(&other, &other_keys.key, v.tmp.path(), "o.txt");
+    let mut p = proof.clone();
+    p["checkpoint"] = std::fs::read_to_string(&foreign_cp).unwrap().into();
+    let out = run_expect(&["verify-proof", &write(&p), "--pubkey", pubkey], 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trusted key"));
+    let out = run_expect(
+        &[
+            "verify-proof",
+            &write(&p),
+            "--pubkey",
+            pubkey,
+            "--pubkey",
+            &other_keys.public,
+        ],
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not entry"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without the sealing key the manifest is not trusted.
+    let out = run_expect(
+        &[
+            "verify-proof",
+            &write(&proof),
+            "--pubkey",
+            &other_keys.public,
+        ],
+        1,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("manifest"));
+
+    // An event sealed after the newest checkpoint is found, and the user is told to checkpoint.
+    let late = events(v.tmp.path(), "late.jsonl", 600, 1);
+    seal_stream(&late, "app", &v.store, &v.keys.key, 100);
+    let late_id = event_id(&late, 550);
+    let out = run_expect(
+        &[
+            "prove",
+            "--store",
+            store,
+            "--event-id",
+            &late_id,
+            "--pubkey",
+            pubkey,
+        ],
+        2,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `cairn checkpoint`"));
+}
+
+#[test]
+fn consistency_proofs_and_the_go_sumdb_verifier_agree_with_cairn() {
+    let (v, cp1) = vault();
+    let pubkey = v.keys.public.as_str();
+    let store = v.store.to_str().unwrap();
+    // Grow the log past one full tile (256 entries), checkpointing on the way.
+    let big = events(v.tmp.path(), "big.jsonl", 3000, 4);
+    seal_stream(&big, "many", &v.store, &v.keys.key, 10);
+    let cp2 = checkpoint(&v.store, &v.keys.key, v.tmp.path(), "cp2.txt");
+    assert!(std::fs::read_to_string(&cp2).unwrap().contains("\n308\n"));
+    assert!(v.store.join("v1/log/tile/0/000").is_file());
+    assert!(v.store.join("v1/log/tile/1/000.p/1").is_file());
+    // Nothing new: the same checkpoint again, nothing written.
+    let again = checkpoint(&v.store, &v.keys.key, v.tmp.path(), "cp2b.txt");
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&cp2).unwrap());
+
+    let out = run_expect(
+        &[
+            "consistency",
+            "--store",
+            store,
+            "--from",
+            cp1.to_str().unwrap(),
+            "--to",
+            cp2.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        0,
+    );
+    let proof: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (proof["old_size"].as_u64(), proof["new_size"].as_u64()),
+        (Some(8), Some(308))
+    );
+    let cons = v.tmp.path().join("cons.json");
+    std::fs::write(&cons, &out.stdout).unwrap();
+    // The reverse order is a usage error.
+    run_expect(
+        &[
+            "consistency",
+            "--store",
+            store,
+            "--from",
+            cp2.to_str().unwrap(),
+            "--to",
+            cp1.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        2,
+    );
+
+    let go = run_go_interop(&[
+        "--store",
+        store,
+        "--pubkey",
+        pubkey,
+        "--checkpoint",
+        cp1.to_str().unwrap(),
+        "--checkpoint",
+        cp2.to_str().unwrap(),
+        "--consistency",
+        cons.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&go.stdout);
+    assert_eq!(
+        go.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&go.stderr)
+    );
+    assert!(
+        stdout.contains("tlog.CheckTree accepts 8 → 308"),
+        "{stdout}"
+    );
+    // A consistency proof with one hash changed: Go refuses it too.
+    let mut bad = proof.clone();
+    let h = bad["path"][0].as_str().unwrap().to_string();
+    bad["path"][0] = format!("{}{}", if h.starts_with('0') { "1" } else { "0" }, &h[1..]).into();
+    std::fs::write(&cons, serde_json::to_vec(&bad).unwrap()).unwrap();
+    let go = run_go_interop(&[
+        "--store",
+        store,
+        "--pubkey",
+        pubkey,
+        "--consistency",
+        cons.to_str().unwrap(),
+    ]);
+    assert_eq!(go.status.code(), Some(1));
+    let (code, report) = verify_both_with(
+        &v.store,
+        &[pubkey],
+        &["--checkpoint", cp2.to_str().unwrap()],
+    );
+    assert_eq!((code, findings(&report).len()), (0, 0), "{report:#}");
+}
+
+#[test]
+fn a_racing_foreign_or_altered_log_is_never_signed_over() {
+    let (v, _) = vault();
+    let store = v.store.to_str().unwrap();
+    let more = events(v.tmp.path(), "more.jsonl", 600, 1);
+    seal_stream(&more, "app", &v.store, &v.keys.key, 100);
+    // Another checkpointer got to the next tile first, with another order of entries.
+    let taken = v.store.join("v1/log/tile/entries/000.p/9");
+    std::fs::write(&taken, b"\x00\x01x").unwrap();
+    let out = run_expect(&["checkpoint", "--store", store, "--key", &v.keys.key], 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another checkpointer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !v.store
+            .join("v1/log/checkpoint/00000000000000000009")
+            .exists()
+    );
+    std::fs::remove_file(&taken).unwrap();
+    // Another key than the log's: refused before anything is written.
+    let other = keygen(&v.tmp.path().join("other"));
+    let out = run_expect(&["checkpoint", "--store", store, "--key", &other.key], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to extend"));
+    // An entry bundle altered under the newest checkpoint: refused.
+    let bundle = v.store.join("v1/log/tile/entries/000.p/8");
+    make_writable(&bundle);
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let out = run_expect(&["checkpoint", "--store", store, "--key", &v.keys.key], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not reproduce"));
+    bytes[n - 5] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    // Restored, it extends the log.
+    run_expect(&["checkpoint", "--store", store, "--key", &v.keys.key], 0);
+    assert!(
+        v.store
+            .join("v1/log/checkpoint/00000000000000000009")
+            .is_file()
+    );
+    // `cairn init` names a store once.
+    let fresh = v.tmp.path().join("fresh");
+    let out = run_expect(
+        &[
+            "init",
+            "--store",
+            fresh.to_str().unwrap(),
+            "--origin",
+            "audit.example.com/vault",
+        ],
+        0,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "audit.example.com/vault\n"
+    );
+    run_expect(
+        &[
+            "init",
+            "--store",
+            fresh.to_str().unwrap(),
+            "--origin",
+            "other.example",
+        ],
+        2,
+    );
+    run_expect(&["init", "--store", store, "--origin", "bad origin"], 2);
+}
