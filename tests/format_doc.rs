@@ -92,6 +92,22 @@ fn worked_example_in_format_md_matches_the_code() {
         SignatureCheck::Valid
     );
     let file = String::from_utf8(signed.to_bytes()).unwrap();
+    // §12: a log of this one manifest and its checkpoint, signed by the same key.
+    let manifest_name = object_name(&stream, 1, 3, ObjectKind::Manifest);
+    let log_entry = cairn_format::log::entry(&signed.chain_hash(), &manifest_name);
+    let log_root = cairn_format::merkle::leaf_hash(&log_entry);
+    let checkpoint = cairn_format::log::Checkpoint {
+        origin: cairn_format::log::Origin::parse("example.com/vault").unwrap(),
+        size: 1,
+        root: log_root,
+    }
+    .sign(&key);
+    assert_eq!(
+        cairn_format::log::Checkpoint::open(&checkpoint, &[key.public()])
+            .unwrap()
+            .size,
+        1
+    );
 
     let values = [
         ("public key", hex::encode(key.public().to_bytes())),
@@ -106,6 +122,9 @@ fn worked_example_in_format_md_matches_the_code() {
         ),
         ("manifest file", file.clone()),
         ("manifest chain hash", signed.chain_hash().to_string()),
+        ("log entry", String::from_utf8(log_entry.clone()).unwrap()),
+        ("log root", hex::encode(log_root)),
+        ("checkpoint", checkpoint.clone()),
     ];
     let missing: Vec<_> = values
         .iter()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent writer of cairn sealed segments (`cairn.segment.v2`).
+"""Independent writer of cairn sealed segments (`cairn.segment.v3`).
 
 Written from docs/FORMAT.md alone, without reading cairn's Rust code. Uses only the standard
 library, pyarrow (Parquet) and cryptography (Ed25519), plus the leaf/Merkle/time/name helpers of
@@ -71,7 +71,8 @@ except ImportError as _e:  # pragma: no cover - the verifier is edited in parall
           file=sys.stderr)
     raise SystemExit(2)
 
-FORMAT = "cairn.segment.v2"  # §6.1 (and Versions)
+FORMAT = "cairn.segment.v3"  # §6.1 (and Versions)
+ORIGIN_OBJECT = "v1/origin"  # §11
 SIG_CONTEXT = b"cairn-manifest-v1\n"  # §6.2
 GENESIS = "0" * 64  # §6.3
 PARTITION = 0  # §1: file sources have partition 0
@@ -461,11 +462,12 @@ def now_canonical() -> str:
 def manifest_body(*, sid: str, part: int, seq: int, first: int, last: int,
                   events: list[dict], merkle_root: str, pq_sha256: str, pq_size: int,
                   prev: str, schema_sha256: str, kid: str, sealed_at: str,
-                  rejected=(), absent=()) -> bytes:
+                  store: str, rejected=(), absent=()) -> bytes:
     """§6.1, as writers must: compact, members in table order, raw UTF-8."""
     times = [ev["occurred_at_us"] for ev in events]
     body = {
         "format": FORMAT,
+        "store": store,
         "stream": {"id": sid, "partition": part},
         "seq": seq,
         "first_offset": first,
@@ -601,6 +603,21 @@ def prepare_segments(sid: str, part: int, rows: list[tuple[int, dict]], n_per: i
     return segs
 
 
+def store_origin(store: Path) -> str:
+    """§11: the store's origin, created once (exclusively) as `cairn.store/<32 hex>`."""
+    path = store / ORIGIN_OBJECT
+    if not os.path.lexists(path):
+        try:
+            create_exclusive(store, ORIGIN_OBJECT, f"cairn.store/{os.urandom(16).hex()}\n".encode())
+        except WriteError:
+            pass  # another writer created it first: take theirs
+    text = path.read_text(encoding="utf-8")
+    if not (text.endswith("\n") and re.fullmatch(r"[A-Za-z0-9._/:-]{1,255}", text[:-1])
+            and not text.startswith("/") and not text[:-1].endswith("/")):
+        raise WriteError(f"{path} is not an origin object")
+    return text[:-1]
+
+
 def write_store(args) -> int:
     sid = args.source_id
     if not STREAM_ID_RE.fullmatch(sid) or sid in (".", ".."):
@@ -644,6 +661,9 @@ def write_store(args) -> int:
         except OSError as e:
             raise UsageError(f"cannot create --pubkey-out {args.pubkey_out}: {e}")
     store.mkdir(parents=True, exist_ok=True)
+    # A crash leftover (--parquet-only) is a Parquet file alone; a writer that seals creates
+    # (or takes) the store's origin first.
+    origin = "" if args.parquet_only else store_origin(store)
 
     prev = GENESIS
     accepted, what = VARIANTS[args.variant]
@@ -660,7 +680,7 @@ def write_store(args) -> int:
             sid=sid, part=PARTITION, seq=seq, first=s["first"], last=s["last"],
             events=[ev for _, ev in s["rows"]], merkle_root=s["root"], pq_sha256=sha,
             pq_size=len(s["parquet"]), prev=prev, schema_sha256=schema_sha, kid=kid,
-            sealed_at=now_canonical())
+            sealed_at=now_canonical(), store=origin)
         mname = object_name(sid, PARTITION, s["first"], s["last"], "manifest")
         create_exclusive(store, mname, signed_manifest(sk, kid, body))
         lines.append(f"  {mname}  seq {seq}  chain {chain_hash(body)}")
@@ -707,24 +727,26 @@ EX_LEAF_HASH1 = "0f6352edab5e013f56bbb82c61893ebb345c0f9ebfd43c478c715ad232e440a
 EX_LEAF_HASH3 = "5cdbd761f11c63392a9349bad5dbc8a2a3a7bff854d30e1ec85224eb4153628f"
 EX_ROOT = "e0ed3d525a6ad8c6266cd0fc73605f20922b4300fcca923fe0582dec77f5f305"
 EX_SCHEMA_SHA = "63a6b4a811eb1a878a2243dba3c9b9d8ed840dd871d2161e0989f0733e21ab98"
-EX_PARQUET_SHA = "49045b858008be9f79eba77c58d018bd1a84379af0b8424dae3555f8333cc36d"
-EX_PARQUET_SIZE = 5647
+EX_PARQUET_SHA = "109d49a5babf82881aee5436a9636860a0422a08874ee2734f139eb9750d2c28"
+EX_PARQUET_SIZE = 5699
+EX_STORE = "example.com/vault"
 EX_SEALED_AT = "2026-11-26T09:31:00.000000Z"
 EX_MANIFEST = (
-    '{"format":"cairn.segment.v2","stream":{"id":"billing","partition":0},"seq":0,'
+    '{"format":"cairn.segment.v3","store":"example.com/vault","stream":{"id":"billing",'
+    '"partition":0},"seq":0,'
     '"first_offset":1,"last_offset":3,"event_count":2,"rejected":[[2,2]],"absent":[],"lost":[],'
     '"min_occurred_at":"2026-11-26T09:30:00.123456Z","max_occurred_at":"2026-11-26T09:30:01.'
     '000000Z","tenants":["acme","globex"],"merkle_root":"e0ed3d525a6ad8c6266cd0fc73605f20922b4'
     '300fcca923fe0582dec77f5f305","parquet":{"object":"v1/streams/billing/0/00000000000000000'
-    '001-00000000000000000003.parquet","sha256":"49045b858008be9f79eba77c58d018bd1a84379af0b8'
-    '424dae3555f8333cc36d","size":5647,"version_id":null},"prev_manifest_sha256":"00000000000'
+    '001-00000000000000000003.parquet","sha256":"109d49a5babf82881aee5436a9636860a0422a08874e'
+    'e2734f139eb9750d2c28","size":5699,"version_id":null},"prev_manifest_sha256":"00000000000'
     '00000000000000000000000000000000000000000000000000000","schema_sha256":"63a6b4a811eb1a87'
     '8a2243dba3c9b9d8ed840dd871d2161e0989f0733e21ab98","key_id":"af5286f52fb6f481","sealed_at'
     '":"2026-11-26T09:31:00.000000Z"}\n'
-    'ed25519 af5286f52fb6f481 NjFpiDhx+PTeWm62d1sKHtIbGXzTRRmm6kWEF2zLQNekOFVJWEflTREpAV2OJ9zB'
-    'shGpWaPqUonq2mHTKmL4Bg==\n')
+    'ed25519 af5286f52fb6f481 I0t4IUQ/8Bw13HwbGLOUwaWvCOy/XcJXoWh8nMYBYfdxfnC85010/hgb9PY5r6sU'
+    'OX2JkoV6n+mhHHxmHbm8BA==\n')
 EX_MANIFEST_NAME = "v1/streams/billing/0/00000000000000000001-00000000000000000003.manifest"
-EX_CHAIN = "d0729d871a8dbb0beae7a426b4e77861683f168e92b3c539cc93cfb850547b99"
+EX_CHAIN = "7e994f8dbc2fdd5449eeac5c71f33329ca194dda30ea8cfd192658f4b9f78185"
 
 
 def self_test() -> int:
@@ -776,7 +798,8 @@ def self_test() -> int:
     body = manifest_body(
         sid="billing", part=0, seq=0, first=1, last=3, events=[ev1, ev3], merkle_root=EX_ROOT,
         pq_sha256=EX_PARQUET_SHA, pq_size=EX_PARQUET_SIZE, prev=GENESIS,
-        schema_sha256=EX_SCHEMA_SHA, kid=EX_KEY_ID, sealed_at=EX_SEALED_AT, rejected=[(2, 2)])
+        schema_sha256=EX_SCHEMA_SHA, kid=EX_KEY_ID, sealed_at=EX_SEALED_AT, store=EX_STORE,
+        rejected=[(2, 2)])
     check("manifest object name", object_name("billing", 0, 1, 3, "manifest"), EX_MANIFEST_NAME)
     check("manifest body bytes", body.decode("utf-8"), EX_MANIFEST.split("\n")[0])
     check("signed manifest bytes (deterministic Ed25519)",
@@ -790,7 +813,7 @@ def self_test() -> int:
     b2 = manifest_body(
         sid="billing", part=0, seq=0, first=1, last=1, events=[odd], merkle_root=EX_ROOT,
         pq_sha256=EX_PARQUET_SHA, pq_size=1, prev=GENESIS, schema_sha256=EX_SCHEMA_SHA,
-        kid=EX_KEY_ID, sealed_at=EX_SEALED_AT)
+        kid=EX_KEY_ID, sealed_at=EX_SEALED_AT, store=EX_STORE)
     check("tenant escaping", '"tenants":["é\\"\\\\\\u0001\x7f/\u2028"]'.encode("utf-8") in b2,
           True)
 

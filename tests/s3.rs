@@ -72,8 +72,9 @@ fn sealed_bucket() -> Sealed {
         })
         .collect();
     names.sort();
-    // Per segment: manifest, Parquet file and the claim its writer made (FORMAT.md §7).
-    assert_eq!(names.len(), 15, "one version per object: {names:?}");
+    // Per segment: manifest, Parquet file and the claim its writer made (FORMAT.md §7); and
+    // the store's origin (§11).
+    assert_eq!(names.len(), 16, "one version per object: {names:?}");
     let manifests = names
         .iter()
         .filter(|n| n.ends_with(".manifest"))
@@ -164,7 +165,11 @@ fn object_lock_is_required_and_every_object_is_under_compliance_retention() {
 
     let (_, listing) = s3.admin(&["list-versions", "nodefault", ""]);
     let versions: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
-    assert_eq!(versions.len(), 15, "5 segments: manifest, Parquet, claim");
+    assert_eq!(
+        versions.len(),
+        16,
+        "5 segments: manifest, Parquet, claim; and the store's origin"
+    );
     for v in &versions {
         let key = v["key"].as_str().unwrap();
         let vid = v["version_id"].as_str().unwrap();
@@ -201,6 +206,103 @@ fn seal_is_idempotent_and_verify_is_clean() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("sealed 0 segments"), "{err}");
     assert!(out.is_empty(), "nothing new rejected: {out}");
+}
+
+/// Issue 12 on S3 with Object Lock: the log's tiles and checkpoints are written once under
+/// COMPLIANCE retention like segments, `verify --checkpoint` and `prove` read them from the
+/// bucket, and a delete marker over the newest segment's manifest does not hide it from a
+/// checkpointed verdict.
+#[test]
+fn the_log_is_written_once_in_the_bucket_and_proofs_come_from_it() {
+    let b = sealed_bucket();
+    let (code, note, err) =
+        b.s3.cairn(&["checkpoint", "--store", &b.store, "--key", &b.keys.key]);
+    assert_eq!(code, 0, "{err}");
+    assert!(note.contains("\n5\n"), "{note}");
+    let cp = b._tmp.path().join("cp.txt");
+    std::fs::write(&cp, &note).unwrap();
+    let (_, listing) = b.s3.admin(&["list-versions", "audit", "tenant-a/v1/log/"]);
+    let versions: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
+    let keys: Vec<&str> = versions
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "tenant-a/v1/log/checkpoint/00000000000000000005",
+            "tenant-a/v1/log/tile/0/000.p/5",
+            "tenant-a/v1/log/tile/entries/000.p/5"
+        ]
+    );
+    for v in &versions {
+        let (_, head) = b.s3.admin(&[
+            "head",
+            "audit",
+            v["key"].as_str().unwrap(),
+            v["version_id"].as_str().unwrap(),
+        ]);
+        assert!(head.contains("COMPLIANCE"), "{head}");
+    }
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            "--store",
+            &b.store,
+            "--json",
+            "--pubkey",
+            &b.keys.public,
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        b.s3.cairn(&a)
+    };
+    let (code, out, _) = run(args(&["--checkpoint", cp.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["checkpoint"]["size"], 5);
+    assert_eq!(report["limitations"], serde_json::json!([]));
+
+    let sample = std::fs::read_to_string(data("sample.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let id = first["event_id"].as_str().unwrap();
+    let (code, proof, err) = b.s3.cairn(&[
+        "prove",
+        "--store",
+        &b.store,
+        "--event-id",
+        id,
+        "--pubkey",
+        &b.keys.public,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let pf = b._tmp.path().join("proof.json");
+    std::fs::write(&pf, proof).unwrap();
+    let out = run_expect(
+        &[
+            "verify-proof",
+            pf.to_str().unwrap(),
+            "--pubkey",
+            &b.keys.public,
+        ],
+        0,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("PROVEN"));
+
+    // A delete marker over the newest manifest: the sealed version is still read (and the
+    // marker reported), so the checkpoint finds every segment.
+    let newest = b.manifests.last().unwrap().clone();
+    b.s3.admin(&["delete", "audit", &b.key(&newest)]);
+    let (code, out, _) = run(args(&["--checkpoint", cp.to_str().unwrap()]));
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        findings(&report),
+        BTreeSet::from([("shadowed_version".to_string(), newest)])
+    );
 }
 
 #[test]
@@ -254,8 +356,16 @@ fn a_delete_marker_hiding_a_manifest_is_found() {
 #[test]
 fn a_forged_overlapping_segment_and_an_unknown_key_are_found() {
     let b = sealed_bucket();
-    // Another sealer (same key, other segment size) in a local store; copy one segment in.
+    // Another sealer (same key, other segment size, the same store origin) in a local store;
+    // copy one segment in.
     let other = b._tmp.path().join("other");
+    std::fs::create_dir_all(other.join("v1")).unwrap();
+    b.s3.admin(&[
+        "get",
+        "audit",
+        &b.key("v1/origin"),
+        other.join("v1/origin").to_str().unwrap(),
+    ]);
     seal(
         &data("sample.jsonl"),
         other.to_str().unwrap(),
@@ -360,7 +470,13 @@ fn an_orphan_encoded_by_another_writer_is_adopted_on_s3() {
 fn a_local_copy_of_an_s3_vault_verifies_offline() {
     let sealed = sealed_bucket();
     let copy = sealed._tmp.path().join("downloaded");
-    for o in sealed.manifests.iter().chain(&sealed.parquets) {
+    let origin = "v1/origin".to_string();
+    for o in sealed
+        .manifests
+        .iter()
+        .chain(&sealed.parquets)
+        .chain([&origin])
+    {
         let dest = copy.join(o);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         sealed

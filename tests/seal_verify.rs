@@ -61,11 +61,13 @@ fn seal_then_verify_accounts_for_every_line() {
     assert_eq!(rejected[2]["raw"].as_str().unwrap(), original[20]);
 
     // 43 valid events at 10 per segment: segments end where the 10th event lands. Each has a
-    // manifest, a Parquet file and the claim its writer made (FORMAT.md §7).
+    // manifest, a Parquet file and the claim its writer made (FORMAT.md §7); the store has
+    // its origin (§11), created by the first seal.
     let objs = objects(&store);
-    assert_eq!(objs.len(), 15, "{objs:?}");
+    assert_eq!(objs.len(), 16, "{objs:?}");
+    assert_eq!(objs[0], "v1/origin");
     assert_eq!(
-        objs[0],
+        objs[1],
         "v1/streams/billing/0/00000000000000000001-00000000000000000011.manifest"
     );
 
@@ -450,7 +452,8 @@ fn rejects_can_be_discarded_to_dev_null() {
 
 /// FORMAT.md, Versions: a vault sealed by an earlier cairn (`cairn.segment.v1`, committed as a
 /// fixture in tests/data/v1-vault with its test keys) still verifies, for cairn and for the
-/// independent verifier, and today's sealer extends its chains with v2 manifests.
+/// independent verifier, and today's sealer extends its chains with v3 manifests (naming the
+/// store's origin, which it creates: the v1 segments name none).
 #[test]
 fn a_vault_of_an_earlier_format_version_verifies_and_is_extended() {
     let fixture = data("v1-vault");
@@ -492,12 +495,18 @@ fn a_vault_of_an_earlier_format_version_verifies_and_is_extended() {
         .collect();
     let newest = std::fs::read_to_string(store.join(manifests.last().unwrap())).unwrap();
     assert!(
-        newest.starts_with("{\"format\":\"cairn.segment.v2\""),
+        newest.starts_with("{\"format\":\"cairn.segment.v3\",\"store\":\"cairn.store/"),
         "{newest}"
     );
     let (code, report) = verify_both(&store, &[pubkey.to_str().unwrap()]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["streams"][0]["last_offset"], 60);
+    assert!(
+        report["limitations"]
+            .to_string()
+            .contains("before format v3"),
+        "{report:#}"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

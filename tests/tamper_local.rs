@@ -56,6 +56,13 @@ impl Fixture {
         self.store.to_str().unwrap()
     }
 
+    /// Makes `other` a second writer of this store (the same origin, FORMAT.md §11), so what
+    /// it seals and is copied in here is this store's, not a foreign stream.
+    fn share_origin(&self, other: &Path) {
+        std::fs::create_dir_all(other.join("v1")).unwrap();
+        std::fs::copy(self.path("v1/origin"), other.join("v1/origin")).unwrap();
+    }
+
     /// Asserts verify exits 1 with exactly these (kind, object) findings, and that the
     /// independent verifier (tests/independent_verifier.py) says exactly the same.
     fn expect(&self, want: &[(&str, &str)]) -> serde_json::Value {
@@ -205,6 +212,7 @@ fn overlapping_segment_from_a_second_sealer() {
     let fx = Fixture::new();
     let tmp = tempfile::tempdir().unwrap();
     let other = tmp.path().join("other");
+    fx.share_origin(&other);
     let kfile = fx.keys.key.clone();
     seal(
         &data("sample.jsonl"),
@@ -236,6 +244,7 @@ fn broken_chain_when_a_validly_signed_manifest_is_swapped_in() {
     let fx = Fixture::new();
     let tmp = tempfile::tempdir().unwrap();
     let other = tmp.path().join("other");
+    fx.share_origin(&other);
     seal(
         &data("sample.jsonl"),
         other.to_str().unwrap(),
@@ -570,6 +579,7 @@ fn a_segment_nested_inside_a_larger_one_is_an_overlap_without_a_false_gap() {
     let fx = Fixture::new();
     let tmp = tempfile::tempdir().unwrap();
     let other = tmp.path().join("other");
+    fx.share_origin(&other);
     seal(
         &data("sample.jsonl"),
         other.to_str().unwrap(),
@@ -618,12 +628,16 @@ fn the_human_report_uses_the_class_names_and_states_the_limits() {
     for l in [
         "deletion of a whole stream",
         "deletion of a stream's newest segments",
-        "a stream copied in from another vault",
     ] {
         assert!(text.contains(l), "{l}: {text}");
     }
+    // A v3 store names itself (`v1/origin`): a stream copied in is a finding, not a limit.
+    assert!(
+        !text.contains("a stream copied in from another vault"),
+        "{text}"
+    );
     let (_, report) = verify(fx.store_s(), &[&fx.keys.public]);
-    assert_eq!(report["limitations"].as_array().unwrap().len(), 3);
+    assert_eq!(report["limitations"].as_array().unwrap().len(), 2);
     rewrite(&fx.path(&fx.parquets[0]), |mut b| {
         b[100] ^= 1;
         b
@@ -666,8 +680,8 @@ fn a_store_without_manifests_is_exit_2_even_with_other_objects() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no sealed segments found"), "{err}");
     assert!(
-        err.contains("10 other objects"),
-        "5 Parquet files, 5 claims: {err}"
+        err.contains("11 other objects"),
+        "5 Parquet files, 5 claims, the origin: {err}"
     );
     assert!(err.contains("--store"), "the binary adds the hint: {err}");
     let (code, _, iout) = independent_verify(&fx.store, &[&fx.keys.public]);

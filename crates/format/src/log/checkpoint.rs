@@ -135,7 +135,7 @@ impl Checkpoint {
         })
     }
 
-    /// Parses a tlog-checkpoint body: origin, size, base64 root, then optional extension lines.
+    /// Parses a tlog-checkpoint body: origin, size, base64 root, and no extension lines.
     pub fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
         let bad = |m: String| CheckpointError::Malformed(m);
         let lines: Vec<&str> = body
@@ -143,8 +143,10 @@ impl Checkpoint {
             .ok_or_else(|| bad("the body does not end in a newline".into()))?
             .split('\n')
             .collect();
-        if lines.len() < 3 || lines[3..].iter().any(|l| l.is_empty()) {
-            return Err(bad("the body is not origin, size and root lines".into()));
+        if lines.len() != 3 {
+            return Err(bad(
+                "the body is not exactly origin, size and root lines (cairn writes no extension lines)".into(),
+            ));
         }
         let origin = Origin::parse(lines[0]).map_err(|e| bad(e.to_string()))?;
         let size: u64 = lines[1]
