@@ -459,6 +459,67 @@ fn proofs_verify_offline_and_forged_ones_do_not() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("manifest"));
 
+    // Many ids in one pass: JSON lines, checked together; an unknown id is reported (exit 1).
+    let ids = v.tmp.path().join("ids.txt");
+    let wanted: Vec<String> = [5, 150, 499].iter().map(|l| event_id(&v.app, *l)).collect();
+    std::fs::write(
+        &ids,
+        format!(
+            "{}\n00000000-0000-4000-8000-000000000000\n",
+            wanted.join("\n")
+        ),
+    )
+    .unwrap();
+    let out = run_expect(
+        &[
+            "prove",
+            "--store",
+            store,
+            "--event-ids",
+            ids.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("not proven: no event 00000000-0000-4000-8000-000000000000")
+    );
+    let lines = v.tmp.path().join("proofs.jsonl");
+    std::fs::write(&lines, &out.stdout).unwrap();
+    let out = run_expect(
+        &["verify-proof", lines.to_str().unwrap(), "--pubkey", pubkey],
+        0,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("PROVEN: ")).count(),
+        3,
+        "{text}"
+    );
+    for id in &wanted {
+        assert!(text.contains(id.as_str()), "{text}");
+    }
+    // One forged proof among good ones: that one fails, the run exits 1.
+    let mut mixed = std::fs::read_to_string(&lines).unwrap();
+    let mut bad = proof.clone();
+    bad["event"]["tenant"] = "other".into();
+    mixed.push_str(&serde_json::to_string(&bad).unwrap());
+    std::fs::write(&lines, mixed).unwrap();
+    let out = run_expect(
+        &["verify-proof", lines.to_str().unwrap(), "--pubkey", pubkey],
+        1,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("NOT PROVEN: "))
+            .count(),
+        1,
+        "{text}"
+    );
+
     // An event sealed after the newest checkpoint is found, and the user is told to checkpoint.
     let late = events(v.tmp.path(), "late.jsonl", 600, 1);
     seal_stream(&late, "app", &v.store, &v.keys.key, 100);

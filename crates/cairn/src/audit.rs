@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use cairn_format::PublicKey;
 use cairn_format::log::checkpoint::verifier_key;
 use cairn_format::log::proof::{consistency_path, verify_consistency};
-use cairn_format::log::{Checkpoint, EventProof, Origin};
+use std::io::Write as _;
+
+use cairn_format::log::{Checkpoint, EventProof, Origin, ProofVerifier};
 use cairn_format::merkle::root_recursive;
 use cairn_store::{StoreReader, StoreWriter, WriterOptions};
 use serde::Serialize;
@@ -54,9 +56,13 @@ pub struct ProveArgs {
     /// Store holding the event: a directory or s3://bucket[/prefix].
     #[arg(long, value_name = "URL")]
     store: String,
-    /// The event's event_id.
-    #[arg(long, value_name = "ID")]
-    event_id: String,
+    /// The event's event_id; repeatable. One id prints one pretty JSON proof; several print
+    /// one proof per line (JSON lines), in segment order.
+    #[arg(long, value_name = "ID", required_unless_present = "event_ids")]
+    event_id: Vec<String>,
+    /// A file of event ids, one per line (`-` for stdin): proved in one pass over the store.
+    #[arg(long, value_name = "FILE")]
+    event_ids: Option<PathBuf>,
     /// Trusted public keys: the log's checkpoint key (the store's newest checkpoint must verify).
     #[arg(long = "pubkey", value_name = "FILE", required = true)]
     pubkeys: Vec<PathBuf>,
@@ -70,9 +76,10 @@ pub struct ProveArgs {
 
 #[derive(clap::Args)]
 pub struct VerifyProofArgs {
-    /// A proof from `cairn prove` (`-` for stdin).
-    #[arg(value_name = "PROOF")]
-    proof: PathBuf,
+    /// Proof files from `cairn prove` (`-` for stdin); each holds one proof or JSON lines of
+    /// many. Checked together: each distinct manifest and checkpoint signature once.
+    #[arg(value_name = "PROOF", required = true)]
+    proofs: Vec<PathBuf>,
     /// Trusted public keys: the sealing key and the log's checkpoint key; repeatable.
     #[arg(long = "pubkey", value_name = "FILE", required = true)]
     pubkeys: Vec<PathBuf>,
@@ -191,6 +198,16 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<u8> {
     }
 }
 
+fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+        Ok(b)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
 pub async fn prove(args: ProveArgs) -> anyhow::Result<u8> {
     let keys = load_keys(&args.pubkeys)?;
     let occurred_at_us = args
@@ -199,6 +216,20 @@ pub async fn prove(args: ProveArgs) -> anyhow::Result<u8> {
         .map(cairn_format::event::parse_rfc3339_micros)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+    let mut ids = args.event_id;
+    if let Some(f) = &args.event_ids {
+        let text = String::from_utf8(read_input(f)?)
+            .with_context(|| format!("{} is not UTF-8", f.display()))?;
+        ids.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    if ids.is_empty() {
+        bail!("no event id given (--event-id ID, or --event-ids FILE with one id per line)");
+    }
     let store = StoreReader::open(&args.store)
         .await
         .with_context(|| format!("opening store {}", args.store))?;
@@ -207,35 +238,76 @@ pub async fn prove(args: ProveArgs) -> anyhow::Result<u8> {
         tenant: args.tenant,
         occurred_at_us,
     };
-    let (proof, stats) =
-        cairn_verify::prove::prove_event(&store, &keys, &args.event_id, &hints).await?;
+    if ids.len() == 1 && args.event_ids.is_none() {
+        let (proof, stats) =
+            cairn_verify::prove::prove_event(&store, &keys, &ids[0], &hints).await?;
+        tracing::info!(
+            manifests = stats.manifests_read,
+            candidates = stats.candidates,
+            segments_decoded = stats.segments_decoded,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "proved"
+        );
+        println!("{}", serde_json::to_string_pretty(&proof)?);
+        return Ok(0);
+    }
+    let (proofs, unproven, stats) =
+        cairn_verify::prove::prove_events(&store, &keys, &ids, &hints).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for p in &proofs {
+        serde_json::to_writer(&mut out, p)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    std::io::Write::flush(&mut out)?;
+    for u in &unproven {
+        match u {
+            cairn_verify::prove::Unproven::NotFound { event_id } => {
+                eprintln!("not proven: no event {event_id} in the searched segments")
+            }
+            cairn_verify::prove::Unproven::NotCheckpointed { event_id, manifest } => eprintln!(
+                "not proven: event {event_id} is in {manifest}, which is not in the log yet (run cairn checkpoint)"
+            ),
+        }
+    }
     tracing::info!(
+        proved = proofs.len(),
+        unproven = unproven.len(),
         manifests = stats.manifests_read,
         candidates = stats.candidates,
         segments_decoded = stats.segments_decoded,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "proved"
     );
-    println!("{}", serde_json::to_string_pretty(&proof)?);
-    Ok(0)
+    Ok(if unproven.is_empty() { 0 } else { 1 })
 }
 
 pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<u8> {
     let keys = load_keys(&args.pubkeys)?;
-    let bytes = if args.proof.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-        b
-    } else {
-        std::fs::read(&args.proof).with_context(|| format!("reading {}", args.proof.display()))?
-    };
-    let proof = match EventProof::parse(&bytes) {
-        Ok(p) => p,
-        Err(e) => bail!("{}: {e}", args.proof.display()),
-    };
-    match proof.verify(&keys) {
-        Ok(p) => {
-            println!(
+    let mut proofs = Vec::new();
+    for path in &args.proofs {
+        let bytes = read_input(path)?;
+        for (i, item) in serde_json::Deserializer::from_slice(&bytes)
+            .into_iter::<serde_json::Value>()
+            .enumerate()
+        {
+            let item =
+                item.with_context(|| format!("{}: proof {} is not JSON", path.display(), i + 1))?;
+            let proof = EventProof::parse(item.to_string().as_bytes())
+                .map_err(|e| anyhow::anyhow!("{}: proof {}: {e}", path.display(), i + 1))?;
+            proofs.push(proof);
+        }
+    }
+    if proofs.is_empty() {
+        bail!("no proof in the given file(s)");
+    }
+    let started = Instant::now();
+    let mut verifier = ProofVerifier::new(&keys);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = 0usize;
+    for p in &proofs {
+        match verifier.verify(p) {
+            Ok(p) => writeln!(
+                out,
                 "PROVEN: event {} is offset {} of stream {}, in {} (signed by key {}), entry {} of the log of {} at size {}",
                 p.event_id,
                 p.offset,
@@ -245,14 +317,25 @@ pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<u8> {
                 p.log_index,
                 p.origin,
                 p.checkpoint_size
-            );
-            Ok(0)
-        }
-        Err(e) => {
-            println!("NOT PROVEN: {e}");
-            Ok(1)
+            )?,
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "NOT PROVEN: event {}: {e}", p.event.event_id)?
+            }
         }
     }
+    out.flush()?;
+    let secs = started.elapsed().as_secs_f64();
+    if proofs.len() > 1 {
+        eprintln!(
+            "{} proofs: {} proven, {failed} not proven, in {:.1} ms ({:.0} proofs/s on one core)",
+            proofs.len(),
+            proofs.len() - failed,
+            secs * 1e3,
+            proofs.len() as f64 / secs
+        );
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 #[derive(Serialize)]

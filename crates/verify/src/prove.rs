@@ -3,7 +3,7 @@
 //! Parquet bloom filters on `event_id` (format v3) skip segments that do not hold the event,
 //! and only the segment that does is decoded (its leaves are needed for the audit path).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cairn_format::event::format_micros;
 use cairn_format::log::event_proof::{
@@ -75,17 +75,135 @@ pub async fn prove_event(
     event_id: &str,
     hints: &Hints,
 ) -> Result<(EventProof, ProveStats), ProveError> {
+    let ids = [event_id.to_string()];
+    let (mut proofs, unproven, stats) = prove_events(store, keys, &ids, hints).await?;
+    if let Some(p) = proofs.pop() {
+        return Ok((p, stats));
+    }
+    Err(match unproven.into_iter().next() {
+        Some(Unproven::NotCheckpointed { manifest, .. }) => ProveError::NotCheckpointed {
+            event_id: event_id.to_string(),
+            manifest,
+        },
+        _ => ProveError::NotFound {
+            event_id: event_id.to_string(),
+            searched: stats.candidates,
+            pruned: if hints.tenant.is_some() || hints.occurred_at_us.is_some() {
+                " after pruning by the hints".into()
+            } else {
+                String::new()
+            },
+        },
+    })
+}
+
+/// An event that could not be proved, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unproven {
+    /// In a segment sealed after the newest checkpoint.
+    NotCheckpointed { event_id: String, manifest: String },
+    /// In no segment the search reached.
+    NotFound { event_id: String },
+}
+
+/// Proves every event of `event_ids` in one pass over the store (each candidate segment is read
+/// at most once), against the store's newest checkpoint. Proofs come in segment order.
+pub async fn prove_events(
+    store: &StoreReader,
+    keys: &[PublicKey],
+    event_ids: &[String],
+    hints: &Hints,
+) -> Result<(Vec<EventProof>, Vec<Unproven>, ProveStats), ProveError> {
     let (_, note) = newest_checkpoint(store)
         .await?
         .ok_or(ProveError::NoCheckpoint)?;
     let cp = Checkpoint::open(&note, keys)?;
     let entries = read_entries(store, cp.size).await?;
+    let log_leaves = leaf_hashes(&entries);
     let logged: HashMap<String, usize> = entries
         .iter()
         .enumerate()
         .filter_map(|(i, e)| parse_entry(e).map(|(_, name)| (name, i)))
         .collect();
     let mut stats = ProveStats::default();
+    let mut candidates = candidates(store, hints, &mut stats).await?;
+    // Logged segments first: an event in an unlogged one can only be reported.
+    candidates.sort_by_key(|c| (!logged.contains_key(&c.object), c.object.clone()));
+    let mut wanted: HashSet<&str> = event_ids.iter().map(String::as_str).collect();
+    let mut proofs = Vec::new();
+    let mut unproven = Vec::new();
+    let hexes = |p: Vec<Hash>| p.iter().map(hex::encode).collect::<Vec<_>>();
+    for c in candidates {
+        if wanted.is_empty() {
+            break;
+        }
+        let Some(parquet) = c.manifest.manifest.own_parquet_object() else {
+            continue;
+        };
+        let file = store.get(&parquet, None).await?;
+        let bad = |message: String| ProveError::Segment {
+            object: parquet.clone(),
+            message,
+        };
+        let mut maybe = Vec::new();
+        for id in &wanted {
+            if may_hold_event_id(&file, id).map_err(|e| bad(e.to_string()))? {
+                maybe.push(*id);
+            }
+        }
+        if maybe.is_empty() {
+            continue;
+        }
+        stats.segments_decoded += 1;
+        let mut leaves: Vec<Hash> = Vec::with_capacity(c.manifest.manifest.event_count as usize);
+        let mut found: Vec<(usize, i64, ProofEvent)> = Vec::new();
+        scan_segment::<()>(file, |f, leaf| {
+            if maybe.contains(&f.event_id) && !found.iter().any(|x| x.2.event_id == f.event_id) {
+                found.push((leaves.len(), f.offset, proof_event(f)));
+            }
+            leaves.push(leaf_hash(leaf));
+            Ok(())
+        })
+        .map_err(|e| bad(e.to_string()))?
+        .expect("the visitor never fails");
+        for (index, offset, event) in found {
+            wanted.remove(event.event_id.as_str());
+            let Some(&log_index) = logged.get(&c.object) else {
+                unproven.push(Unproven::NotCheckpointed {
+                    event_id: event.event_id,
+                    manifest: c.object.clone(),
+                });
+                continue;
+            };
+            proofs.push(EventProof {
+                format: PROOF_FORMAT.to_string(),
+                event,
+                stream: c.manifest.manifest.stream.clone(),
+                offset,
+                leaf_index: index as u64,
+                segment_path: hexes(inclusion_path(&leaves, index).expect("index < leaves")),
+                manifest_name: c.object.clone(),
+                manifest: c.text.clone(),
+                log_index: log_index as u64,
+                log_path: hexes(inclusion_path(&log_leaves, log_index).expect("index < size")),
+                checkpoint: note.clone(),
+            });
+        }
+    }
+    let mut missing: Vec<&str> = wanted.into_iter().collect();
+    missing.sort_unstable();
+    unproven.extend(missing.into_iter().map(|id| Unproven::NotFound {
+        event_id: id.to_string(),
+    }));
+    Ok((proofs, unproven, stats))
+}
+
+/// The manifests the hints allow, each with its text.
+async fn candidates(
+    store: &StoreReader,
+    hints: &Hints,
+    stats: &mut ProveStats,
+) -> Result<Vec<Candidate>, ProveError> {
     let names: Vec<String> = store
         .list("v1/streams/")
         .await?
@@ -107,10 +225,10 @@ pub async fn prove_event(
                 text: String::from_utf8_lossy(&bytes).into_owned(),
             })
         })
-        .buffer_unordered(16)
+        .buffered(16)
         .collect()
         .await;
-    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut out: Vec<Candidate> = Vec::new();
     for c in read {
         // A manifest that does not parse cannot hold a provable event; verify reports it.
         let Ok(c) = c else { continue };
@@ -131,74 +249,12 @@ pub async fn prove_event(
                 continue;
             }
         }
-        if m.event_count == 0 {
-            continue;
+        if m.event_count > 0 {
+            out.push(c);
         }
-        candidates.push(c);
     }
-    // Logged segments first: an event in an unlogged one can only be reported.
-    candidates.sort_by_key(|c| (!logged.contains_key(&c.object), c.object.clone()));
-    stats.candidates = candidates.len();
-    let searched = candidates.len();
-    for c in candidates {
-        let Some(parquet) = c.manifest.manifest.own_parquet_object() else {
-            continue;
-        };
-        let file = store.get(&parquet, None).await?;
-        let bad = |message: String| ProveError::Segment {
-            object: parquet.clone(),
-            message,
-        };
-        if !may_hold_event_id(&file, event_id).map_err(|e| bad(e.to_string()))? {
-            continue;
-        }
-        stats.segments_decoded += 1;
-        let mut leaves: Vec<Hash> = Vec::with_capacity(c.manifest.manifest.event_count as usize);
-        let mut found: Option<(usize, i64, ProofEvent)> = None;
-        scan_segment::<()>(file, |f, leaf| {
-            if found.is_none() && f.event_id == event_id {
-                found = Some((leaves.len(), f.offset, proof_event(f)));
-            }
-            leaves.push(leaf_hash(leaf));
-            Ok(())
-        })
-        .map_err(|e| bad(e.to_string()))?
-        .expect("the visitor never fails");
-        let Some((index, offset, event)) = found else {
-            continue;
-        };
-        let Some(&log_index) = logged.get(&c.object) else {
-            return Err(ProveError::NotCheckpointed {
-                event_id: event_id.to_string(),
-                manifest: c.object,
-            });
-        };
-        let log_leaves = leaf_hashes(&entries);
-        let hexes = |p: Vec<Hash>| p.iter().map(hex::encode).collect::<Vec<_>>();
-        let proof = EventProof {
-            format: PROOF_FORMAT.to_string(),
-            event,
-            stream: c.manifest.manifest.stream.clone(),
-            offset,
-            leaf_index: index as u64,
-            segment_path: hexes(inclusion_path(&leaves, index).expect("index < leaves")),
-            manifest_name: c.object,
-            manifest: c.text,
-            log_index: log_index as u64,
-            log_path: hexes(inclusion_path(&log_leaves, log_index).expect("index < size")),
-            checkpoint: note,
-        };
-        return Ok((proof, stats));
-    }
-    Err(ProveError::NotFound {
-        event_id: event_id.to_string(),
-        searched,
-        pruned: if hints.tenant.is_some() || hints.occurred_at_us.is_some() {
-            " after pruning by the hints".into()
-        } else {
-            String::new()
-        },
-    })
+    stats.candidates = out.len();
+    Ok(out)
 }
 
 fn proof_event(f: &cairn_format::leaf::LeafFields<'_>) -> ProofEvent {

@@ -25,7 +25,7 @@ pub struct Checkpoint {
     pub root: Hash,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
     #[error("not a checkpoint (C2SP signed note with a tlog-checkpoint body): {0}")]
     Malformed(String),

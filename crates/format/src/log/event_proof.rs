@@ -2,7 +2,7 @@
 //! the signed manifest → the log → a signed checkpoint. Verification needs only the proof and
 //! the trusted public keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -178,11 +178,66 @@ impl EventProof {
 
     /// Checks every link of the proof against the trusted keys (FORMAT.md §12.4).
     pub fn verify(&self, trusted: &[PublicKey]) -> Result<ProvenEvent, ProofError> {
+        ProofVerifier::new(trusted).verify(self)
+    }
+}
+
+/// Verifies many proofs against the same keys, checking each distinct checkpoint and manifest
+/// signature once (an auditor checking a tenant's events against one checkpoint: thousands of
+/// proofs, a few manifests, one checkpoint). Every other step runs for every proof.
+pub struct ProofVerifier<'a> {
+    trusted: &'a [PublicKey],
+    checkpoints: HashMap<String, Result<Checkpoint, CheckpointError>>,
+    /// Manifest text → the parsed manifest and its chain hash, once its signature verified.
+    manifests: HashMap<String, Result<(SignedManifest, crate::Digest), String>>,
+}
+
+impl<'a> ProofVerifier<'a> {
+    pub fn new(trusted: &'a [PublicKey]) -> Self {
+        ProofVerifier {
+            trusted,
+            checkpoints: HashMap::new(),
+            manifests: HashMap::new(),
+        }
+    }
+
+    pub fn verify(&mut self, p: &EventProof) -> Result<ProvenEvent, ProofError> {
+        let trusted = self.trusted;
+        if !self.manifests.contains_key(&p.manifest) {
+            let checked = SignedManifest::parse(p.manifest.as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|sm| {
+                    sm.verify_signature(trusted).map_err(|e| e.to_string())?;
+                    let h = sm.chain_hash();
+                    Ok((sm, h))
+                });
+            self.manifests.insert(p.manifest.clone(), checked);
+        }
+        if !self.checkpoints.contains_key(&p.checkpoint) {
+            let cp = Checkpoint::open(&p.checkpoint, trusted);
+            self.checkpoints.insert(p.checkpoint.clone(), cp);
+        }
+        let (sm, chain_hash) = match &self.manifests[&p.manifest] {
+            Ok((sm, h)) => (sm, h),
+            Err(e) => return Err(ProofError::Manifest(e.clone())),
+        };
+        let cp = match &self.checkpoints[&p.checkpoint] {
+            Ok(cp) => cp,
+            Err(e) => return Err(ProofError::Checkpoint(e.clone())),
+        };
+        p.check_links(sm, chain_hash, cp)
+    }
+}
+
+impl EventProof {
+    /// Everything but the signatures (checked by the caller): names, ranges, both audit paths.
+    fn check_links(
+        &self,
+        sm: &SignedManifest,
+        chain_hash: &crate::Digest,
+        cp: &Checkpoint,
+    ) -> Result<ProvenEvent, ProofError> {
         let bad_manifest = |m: String| ProofError::Manifest(m);
-        let sm = SignedManifest::parse(self.manifest.as_bytes())
-            .map_err(|e| bad_manifest(e.to_string()))?;
-        sm.verify_signature(trusted)
-            .map_err(|e| bad_manifest(e.to_string()))?;
         let m = &sm.manifest;
         let name = parse_object_name(&self.manifest_name)
             .filter(|n| n.kind == ObjectKind::Manifest && m.matches(n))
@@ -222,9 +277,8 @@ impl EventProof {
                 root: m.merkle_root.to_string(),
             });
         }
-        let cp = Checkpoint::open(&self.checkpoint, trusted)?;
         let log_path = hashes(&self.log_path, "log_path")?;
-        let e = entry(&sm.chain_hash(), &self.manifest_name);
+        let e = entry(chain_hash, &self.manifest_name);
         if !verify_inclusion(&leaf_hash(&e), self.log_index, cp.size, &log_path, &cp.root) {
             return Err(ProofError::NotInLog {
                 index: self.log_index,

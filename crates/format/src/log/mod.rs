@@ -12,7 +12,7 @@ pub mod tiles;
 use std::fmt;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use event_proof::{EventProof, ProofError, ProvenEvent};
+pub use event_proof::{EventProof, ProofError, ProofVerifier, ProvenEvent};
 
 use crate::digest::Digest;
 
