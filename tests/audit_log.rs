@@ -108,6 +108,9 @@ fn vault() -> (Vault, PathBuf) {
     )
 }
 
+/// An edit that forges a proof.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 fn classes(report: &serde_json::Value) -> Vec<(String, String)> {
     findings(report).into_iter().collect()
 }
@@ -359,7 +362,7 @@ fn proofs_verify_offline_and_forged_ones_do_not() {
     );
 
     // Forgeries: every one is NOT PROVEN (exit 1), with the reason.
-    let forged: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let forged: Vec<(&str, Edit)> = vec![
         (
             "edited event",
             Box::new(|p| p["event"]["outcome"] = "denied".into()),
@@ -707,4 +710,187 @@ fn a_racing_foreign_or_altered_log_is_never_signed_over() {
         2,
     );
     run_expect(&["init", "--store", store, "--origin", "bad origin"], 2);
+}
+
+/// Audit bundles (FORMAT.md §13): one tenant's segments with the checkpoint and log proofs,
+/// verified with no store access; a byte changed inside, a foreign key, or a path escaping the
+/// unpack directory are refused.
+#[test]
+fn a_tenants_bundle_verifies_offline_and_tampering_inside_it_is_found() {
+    let (v, _) = vault();
+    let pubkey = v.keys.public.as_str();
+    let store = v.store.to_str().unwrap();
+    let tar = v.tmp.path().join("acme.tar");
+    let out = run_expect(
+        &[
+            "bundle",
+            "--store",
+            store,
+            "--tenant",
+            "acme",
+            "--from",
+            "2026-11-01T00:00:00Z",
+            "--out",
+            tar.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        0,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("segment(s) of tenant acme"));
+    // Refuses to overwrite.
+    run_expect(
+        &[
+            "bundle",
+            "--store",
+            store,
+            "--tenant",
+            "acme",
+            "--out",
+            tar.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        2,
+    );
+    let out = run_expect(
+        &[
+            "verify",
+            "--bundle",
+            tar.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+            "--json",
+        ],
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["intact"], true, "{report:#}");
+    assert_eq!(
+        report["segments_checked"], 8,
+        "every segment holds acme: {report:#}"
+    );
+    assert_eq!(report["checkpoint_size"], 8);
+    // A tenant nobody has: nothing to bundle, a clear error.
+    let none = v.tmp.path().join("none.tar");
+    let out = run_expect(
+        &[
+            "bundle",
+            "--store",
+            store,
+            "--tenant",
+            "nobody",
+            "--out",
+            none.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        2,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpointed segment holds tenant"));
+
+    // Inside the archive: one Parquet byte flipped, one manifest's log path altered.
+    let tampered = v.tmp.path().join("tampered.tar");
+    let py = r#"
+import io, json, sys, tarfile
+src, dst = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t:
+    members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+out = tarfile.open(dst, "w")
+flipped = False
+for m, data in members:
+    if m.name.endswith(".parquet") and not flipped:
+        data = bytearray(data); data[100] ^= 1; data = bytes(data); flipped = True
+        print(m.name)
+    if m.name == "bundle.json":
+        idx = json.loads(data)
+        p = idx["segments"][-1]["log_path"]
+        p[0], p[-1] = p[-1], p[0]
+        print(idx["segments"][-1]["manifest"])
+        data = json.dumps(idx).encode()
+    m.size = len(data)
+    out.addfile(m, io.BytesIO(data))
+out.close()
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", py, tar.to_str().unwrap(), tampered.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let out = run_expect(
+        &[
+            "verify",
+            "--bundle",
+            tampered.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+            "--json",
+        ],
+        1,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: std::collections::BTreeSet<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["object"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: std::collections::BTreeSet<(String, String)> = names
+        .iter()
+        .map(|n| {
+            if n.ends_with(".parquet") {
+                ("modified_file".to_string(), n.clone())
+            } else {
+                ("log_mismatch".to_string(), n.clone())
+            }
+        })
+        .collect();
+    assert_eq!(got, want, "{report:#}");
+
+    // Keys shipped inside are never trusted: with a stranger's key the checkpoint does not open.
+    let stranger = keygen(&v.tmp.path().join("stranger"));
+    run_expect(
+        &[
+            "verify",
+            "--bundle",
+            tar.to_str().unwrap(),
+            "--pubkey",
+            &stranger.public,
+        ],
+        2,
+    );
+    // An entry escaping the unpack directory is refused before anything is checked.
+    let evil = v.tmp.path().join("evil.tar");
+    let py = r#"
+import io, sys, tarfile
+out = tarfile.open(sys.argv[1], "w")
+info = tarfile.TarInfo("../escape.txt"); info.size = 2
+out.addfile(info, io.BytesIO(b"hi"))
+out.close()
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", py, evil.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let out = run_expect(
+        &[
+            "verify",
+            "--bundle",
+            evil.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        2,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an audit bundle"));
 }

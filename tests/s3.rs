@@ -292,6 +292,47 @@ fn the_log_is_written_once_in_the_bucket_and_proofs_come_from_it() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("PROVEN"));
 
+    // An audit bundle cut from the bucket carries each object's Object Lock evidence, and
+    // verifies with no store access.
+    let tar = b._tmp.path().join("bundle.tar");
+    let tenant = first["tenant"].as_str().unwrap();
+    let (code, _, err) = b.s3.cairn(&[
+        "bundle",
+        "--store",
+        &b.store,
+        "--tenant",
+        tenant,
+        "--out",
+        tar.to_str().unwrap(),
+        "--pubkey",
+        &b.keys.public,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    run_expect(
+        &[
+            "verify",
+            "--bundle",
+            tar.to_str().unwrap(),
+            "--pubkey",
+            &b.keys.public,
+        ],
+        0,
+    );
+    let index = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, tarfile; print(tarfile.open(sys.argv[1]).extractfile('bundle.json').read().decode())",
+            tar.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+    for s in index["segments"].as_array().unwrap() {
+        assert_eq!(s["parquet_lock"]["mode"], "COMPLIANCE", "{index:#}");
+        assert_eq!(s["manifest_lock"]["mode"], "COMPLIANCE", "{index:#}");
+        assert!(!s["parquet_lock"]["version_id"].as_str().unwrap().is_empty());
+    }
+
     // A delete marker over the newest manifest: the sealed version is still read (and the
     // marker reported), so the checkpoint finds every segment.
     let newest = b.manifests.last().unwrap().clone();

@@ -145,10 +145,19 @@ enum Command {
     /// Prints the proof as JSON (docs/FORMAT.md §12.4). Exit status: 0 consistent, 1 not
     /// (different logs, or the store's log does not reproduce both), 2 usage error.
     Consistency(audit::ConsistencyArgs),
+    /// Write an audit bundle: one tenant's segments for a time range, with their manifests,
+    /// the checkpoint, each manifest's inclusion proof in the log, the keys and (S3) the Object
+    /// Lock evidence, in one tar file that `cairn verify --bundle` checks with no store access.
+    Bundle(audit::BundleArgs),
     Verify {
         /// Store to verify: a directory or s3://bucket[/prefix].
-        #[arg(long, value_name = "URL")]
-        store: String,
+        #[arg(long, value_name = "URL", required_unless_present = "bundle")]
+        store: Option<String>,
+        /// Verify an audit bundle (from `cairn bundle`) instead of a store: every segment in it,
+        /// each manifest's inclusion in the log at the bundle's checkpoint, and the checkpoint's
+        /// signature, under the --pubkey keys (never keys shipped in the bundle).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "checkpoint", "deny", "concurrency"])]
+        bundle: Option<PathBuf>,
         /// Trusted public key file (from `cairn keygen`); repeat for several keys (rotation).
         #[arg(long = "pubkey", value_name = "FILE", required = true)]
         pubkeys: Vec<PathBuf>,
@@ -265,6 +274,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Prove(args) => audit::prove(args).await,
         Command::VerifyProof(args) => audit::verify_proof(&args),
         Command::Consistency(args) => audit::consistency(args).await,
+        Command::Bundle(args) => audit::bundle(args).await,
         Command::Ingest(_) => unreachable!("ingest runs outside the async runtime"),
         Command::Verify {
             store,
@@ -273,7 +283,20 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             concurrency,
             deny,
             checkpoint,
-        } => verify(&store, &pubkeys, json, concurrency, deny, checkpoint).await,
+            bundle,
+        } => match (bundle, store) {
+            (Some(b), _) => {
+                let keys = pubkeys
+                    .iter()
+                    .map(|p| keyfile::load_public_key(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                audit::verify_bundle(&b, &keys, json).await
+            }
+            (None, Some(store)) => {
+                verify(&store, &pubkeys, json, concurrency, deny, checkpoint).await
+            }
+            (None, None) => anyhow::bail!("--store URL or --bundle FILE is required"),
+        },
     }
 }
 

@@ -349,7 +349,7 @@ pub fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>, SegmentError> {
 }
 
 mod read;
-pub use read::{may_hold_event_id, scan_segment};
+pub use read::{EventIdFilter, may_hold_event_id, scan_segment};
 
 #[cfg(test)]
 mod tests;

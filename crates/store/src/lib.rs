@@ -151,6 +151,16 @@ pub struct ObjectVersion {
     pub size: u64,
 }
 
+/// The Object Lock evidence of an object's sealed version (S3 stores only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockEvidence {
+    pub version_id: String,
+    /// `COMPLIANCE`, `GOVERNANCE` or `none`.
+    pub mode: String,
+    /// RFC 3339, as S3 reports it (empty when there is none).
+    pub retain_until: String,
+}
+
 /// Result of a successful [`StoreWriter::create`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Created {
@@ -254,6 +264,30 @@ impl StoreReader {
                 s.check_locked(name, &oldest.version_id).await?;
                 let bytes = s.get(name, Some(&oldest.version_id), None).await?;
                 Ok((bytes, Some(oldest.version_id)))
+            }
+        }
+    }
+
+    /// The sealed (oldest) version of `name` and its Object Lock state, for audit bundles;
+    /// `None` on stores without versions.
+    pub async fn lock_evidence(&self, name: &str) -> Result<Option<LockEvidence>, StoreError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(None),
+            Backend::S3(s) => {
+                let oldest = s
+                    .versions(name)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.name == name && !v.delete_marker)
+                    .ok_or_else(|| StoreError::NotFound {
+                        object: name.to_string(),
+                    })?;
+                let (mode, retain_until) = s.lock_state(name, &oldest.version_id).await?;
+                Ok(Some(LockEvidence {
+                    version_id: oldest.version_id,
+                    mode,
+                    retain_until,
+                }))
             }
         }
     }

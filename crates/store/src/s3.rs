@@ -338,6 +338,35 @@ impl S3Store {
     }
 
     /// Confirms that `version` of `name` is under COMPLIANCE retention into the future.
+    /// The Object Lock state of `name` at `version`: (mode, retain-until) as S3 reports them
+    /// (`none` and an empty date when unset).
+    pub async fn lock_state(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(String, String), StoreError> {
+        let url = self.object_url(&self.key(name), &[("versionId", version)]);
+        let resp = self
+            .signed(Method::HEAD, &url, &[], Bytes::new())
+            .await
+            .map_err(|f| self.backend("read lock of", name, f))?;
+        if !resp.status().is_success() {
+            return Err(self.backend("read lock of", name, http_failed(resp.status(), "")));
+        }
+        let h = resp.headers();
+        let get = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let mode = get("x-amz-object-lock-mode");
+        Ok((
+            if mode.is_empty() { "none".into() } else { mode },
+            get("x-amz-object-lock-retain-until-date"),
+        ))
+    }
+
     pub async fn check_locked(&self, name: &str, version: &str) -> Result<(), StoreError> {
         let not_locked = |message: String| StoreError::NotLocked {
             object: name.to_string(),

@@ -12,6 +12,7 @@
 //! This crate only reads: it must never write to a store, and depends on format and store
 //! only (never on the sealer or ingest).
 
+pub mod bundle;
 mod inventory;
 pub mod log;
 pub mod prove;

@@ -13,7 +13,7 @@ use cairn_format::log::proof::inclusion_path;
 use cairn_format::log::{Checkpoint, parse_entry};
 use cairn_format::merkle::{Hash, leaf_hash};
 use cairn_format::names::{ObjectKind, parse_object_name};
-use cairn_format::segment::{may_hold_event_id, scan_segment};
+use cairn_format::segment::{EventIdFilter, scan_segment};
 use cairn_format::{PublicKey, SignedManifest};
 use cairn_store::{StoreError, StoreReader};
 use futures::StreamExt;
@@ -145,12 +145,12 @@ pub async fn prove_events(
             object: parquet.clone(),
             message,
         };
-        let mut maybe = Vec::new();
-        for id in &wanted {
-            if may_hold_event_id(&file, id).map_err(|e| bad(e.to_string()))? {
-                maybe.push(*id);
-            }
-        }
+        let filter = EventIdFilter::read(&file).map_err(|e| bad(e.to_string()))?;
+        let maybe: HashSet<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|id| filter.may_hold(id))
+            .collect();
         if maybe.is_empty() {
             continue;
         }

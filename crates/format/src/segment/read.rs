@@ -200,39 +200,61 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// The `event_id` bloom filters of a segment file (format v3: one per row group), read once
+/// to test many ids.
+pub struct EventIdFilter {
+    /// `None` when some row group has no filter (segments before v3): every id may be there.
+    filters: Option<Vec<parquet::bloom_filter::Sbbf>>,
+}
+
+impl EventIdFilter {
+    pub fn read(file: &Bytes) -> Result<EventIdFilter, SegmentError> {
+        use parquet::file::properties::ReaderProperties;
+        use parquet::file::reader::FileReader;
+        use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+        let options = ReadOptionsBuilder::new()
+            .with_reader_properties(
+                ReaderProperties::builder()
+                    .set_read_bloom_filter(true)
+                    .build(),
+            )
+            .build();
+        let reader = SerializedFileReader::new_with_options(file.clone(), options)?;
+        let col = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == "event_id");
+        let mut filters = Vec::with_capacity(reader.num_row_groups());
+        if let Some(col) = col {
+            for i in 0..reader.num_row_groups() {
+                match reader.get_row_group(i)?.get_column_bloom_filter(col) {
+                    Some(f) => filters.push(f.clone()),
+                    None => return Ok(EventIdFilter { filters: None }),
+                }
+            }
+        }
+        Ok(EventIdFilter {
+            filters: col.map(|_| filters),
+        })
+    }
+
+    /// `false` only when every row group's filter rules `event_id` out.
+    pub fn may_hold(&self, event_id: &str) -> bool {
+        match &self.filters {
+            None => true,
+            Some(f) => f.iter().any(|f| f.check(event_id)),
+        }
+    }
+}
+
 /// Can the segment `file` hold an event with this `event_id`? `false` only when every row
 /// group has a bloom filter on `event_id` and none of them may contain it (segments written
 /// before format v3 have none, so they always may).
 pub fn may_hold_event_id(file: &Bytes, event_id: &str) -> Result<bool, SegmentError> {
-    use parquet::file::properties::ReaderProperties;
-    use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-    let options = ReadOptionsBuilder::new()
-        .with_reader_properties(
-            ReaderProperties::builder()
-                .set_read_bloom_filter(true)
-                .build(),
-        )
-        .build();
-    let reader = SerializedFileReader::new_with_options(file.clone(), options)?;
-    let Some(col) = reader
-        .metadata()
-        .file_metadata()
-        .schema_descr()
-        .columns()
-        .iter()
-        .position(|c| c.path().string() == "event_id")
-    else {
-        return Ok(true);
-    };
-    for i in 0..reader.num_row_groups() {
-        let rg = reader.get_row_group(i)?;
-        match rg.get_column_bloom_filter(col) {
-            Some(filter) if !filter.check(event_id) => {}
-            _ => return Ok(true),
-        }
-    }
-    Ok(false)
+    Ok(EventIdFilter::read(file)?.may_hold(event_id))
 }
 
 /// Reads a segment file under the contract of docs/FORMAT.md §4 and calls
