@@ -894,3 +894,90 @@ out.close()
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an audit bundle"));
 }
+
+/// Key sets (docs/AUDITING.md): keys with validity windows; a manifest signed outside its key's
+/// window is `outside_key_window`, rotation needs no re-sealing, and a malformed key set is a
+/// usage error.
+#[test]
+fn key_windows_report_signatures_outside_them() {
+    let (v, _) = vault();
+    let store = v.store.to_str().unwrap();
+    let set = v.tmp.path().join("keys.toml");
+    let write = |body: &str| std::fs::write(&set, body).unwrap();
+    let verify_set = |code: i32| {
+        let out = run_expect(
+            &[
+                "verify",
+                "--store",
+                store,
+                "--keyset",
+                set.to_str().unwrap(),
+                "--json",
+            ],
+            code,
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    // A window around now: intact (the key file is found relative to the key set).
+    write(
+        "[[key]]\nfile = \"keys/signing.pub\"\nnot_before = \"2020-01-01T00:00:00Z\"\nnot_after = \"2100-01-01T00:00:00Z\"\n",
+    );
+    let report = verify_set(0);
+    assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
+    // Revoked an hour ago: every segment sealed since is outside the window.
+    let hour_ago = (chrono_like_now_minus_secs(3600)).to_string();
+    write(&format!(
+        "[[key]]\nfile = \"keys/signing.pub\"\nrevoked_at = \"{hour_ago}\"\n"
+    ));
+    let report = verify_set(1);
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["outside_key_window"; 8], "{report:#}");
+    assert!(
+        report["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    // Not yet valid.
+    write("[[key]]\nfile = \"keys/signing.pub\"\nnot_before = \"2100-01-01T00:00:00Z\"\n");
+    let report = verify_set(1);
+    assert!(
+        report["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not yet valid")
+    );
+    // Mistakes are usage errors, with the file named.
+    write("[[key]]\nfile = \"keys/signing.pub\"\nnot_after = \"soon\"\n");
+    verify_set(2);
+    write("[[key]]\nfile = \"keys/signing.pub\"\nexpires = \"2100-01-01T00:00:00Z\"\n");
+    verify_set(2);
+    write("[[key]]\nfile = \"keys/missing.pub\"\n");
+    verify_set(2);
+}
+
+/// RFC 3339 for now minus `secs`, without a date library in the tests.
+fn chrono_like_now_minus_secs(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now_secs() - secs),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

@@ -7,6 +7,7 @@ mod audit;
 mod http;
 mod ingest;
 mod keyfile;
+mod keyset;
 mod seal;
 mod serve;
 mod verify_result;
@@ -159,8 +160,16 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["store", "checkpoint", "deny", "concurrency"])]
         bundle: Option<PathBuf>,
         /// Trusted public key file (from `cairn keygen`); repeat for several keys (rotation).
-        #[arg(long = "pubkey", value_name = "FILE", required = true)]
+        #[arg(
+            long = "pubkey",
+            value_name = "FILE",
+            required_unless_present = "keyset"
+        )]
         pubkeys: Vec<PathBuf>,
+        /// A key set (TOML, docs/AUDITING.md): trusted public keys with validity windows and
+        /// revocation times. A manifest signed outside its key's window is `outside_key_window`.
+        #[arg(long, value_name = "FILE")]
+        keyset: Option<PathBuf>,
         /// Print the report as JSON on stdout instead of a human summary.
         #[arg(long)]
         json: bool,
@@ -284,34 +293,56 @@ async fn run(command: Command) -> anyhow::Result<u8> {
             deny,
             checkpoint,
             bundle,
-        } => match (bundle, store) {
-            (Some(b), _) => {
-                let keys = pubkeys
-                    .iter()
-                    .map(|p| keyfile::load_public_key(p))
-                    .collect::<Result<Vec<_>, _>>()?;
-                audit::verify_bundle(&b, &keys, json).await
+            keyset,
+        } => {
+            let mut keys = pubkeys
+                .iter()
+                .map(|p| keyfile::load_public_key(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut windows = Vec::new();
+            if let Some(k) = &keyset {
+                let (more, w) = keyset::load(k)?;
+                keys.extend(more);
+                windows = w;
             }
-            (None, Some(store)) => {
-                verify(&store, &pubkeys, json, concurrency, deny, checkpoint).await
+            match (bundle, store) {
+                (Some(b), _) => audit::verify_bundle(&b, &keys, json).await,
+                (None, Some(store)) => {
+                    let opts = VerifyArgs {
+                        json,
+                        concurrency,
+                        deny,
+                        checkpoint,
+                        windows,
+                    };
+                    verify(&store, keys, opts).await
+                }
+                (None, None) => anyhow::bail!("--store URL or --bundle FILE is required"),
             }
-            (None, None) => anyhow::bail!("--store URL or --bundle FILE is required"),
-        },
+        }
     }
 }
 
-async fn verify(
-    url: &str,
-    pubkeys: &[PathBuf],
+struct VerifyArgs {
     json: bool,
     concurrency: Option<usize>,
     deny: Vec<cairn_verify::FindingKind>,
     checkpoint: Option<PathBuf>,
+    windows: Vec<cairn_verify::KeyWindow>,
+}
+
+async fn verify(
+    url: &str,
+    keys: Vec<cairn_format::PublicKey>,
+    args: VerifyArgs,
 ) -> anyhow::Result<u8> {
-    let keys = pubkeys
-        .iter()
-        .map(|p| keyfile::load_public_key(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let VerifyArgs {
+        json,
+        concurrency,
+        deny,
+        checkpoint,
+        windows,
+    } = args;
     let checkpoint = match checkpoint {
         None => None,
         Some(p) => {
@@ -337,6 +368,7 @@ async fn verify(
     let mut vopts = cairn_verify::VerifyOptions {
         deny,
         checkpoint,
+        key_windows: windows,
         ..Default::default()
     };
     if let Some(n) = concurrency {

@@ -57,6 +57,20 @@ pub struct VerifyOptions<'a> {
     /// A checkpoint obtained out of band (a witness), already opened under the trusted keys:
     /// the store is judged against it (FORMAT.md §8.6). Without one, against the store's newest.
     pub checkpoint: Option<cairn_format::log::Checkpoint>,
+    /// Validity windows of trusted keys (a key set): a manifest a key signed outside its
+    /// window is `outside_key_window`. Keys without a window are valid at every time.
+    pub key_windows: Vec<KeyWindow>,
+}
+
+/// When a trusted key may sign: from `not_before` (inclusive) until `until` (exclusive), both
+/// µs since the epoch; `until` is the earlier of the key's expiry and its revocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyWindow {
+    pub key_id: cairn_format::KeyId,
+    pub not_before: Option<i64>,
+    pub until: Option<i64>,
+    /// Says why the window ends (`expired`, `revoked`), for the message.
+    pub ends: &'static str,
 }
 
 impl Default for VerifyOptions<'_> {
@@ -66,6 +80,7 @@ impl Default for VerifyOptions<'_> {
             progress: None,
             deny: Vec::new(),
             checkpoint: None,
+            key_windows: Vec::new(),
         }
     }
 }
@@ -173,6 +188,7 @@ pub async fn verify_store(
         }
     };
     foreign_segments(&mut checks, origin.as_ref());
+    outside_key_windows(&mut checks, &opts.key_windows);
     let (log_findings, checkpoint) = log::check(
         store,
         &inv,
@@ -299,6 +315,43 @@ fn foreign_segments(checks: &mut [ManifestCheck], origin: Option<&cairn_format::
             message,
         );
         c.file_findings.push(f);
+    }
+}
+
+/// A validly signed manifest whose `sealed_at` is outside its key's window. `sealed_at` is
+/// signed by that same key, so this catches a key used after it was retired or revoked by an
+/// honest but misconfigured sealer, not a thief who backdates (docs/AUDITING.md: checkpoints
+/// held from before the revocation are what bound a thief).
+fn outside_key_windows(checks: &mut [ManifestCheck], windows: &[KeyWindow]) {
+    use cairn_format::manifest::SignatureCheck;
+    for c in checks.iter_mut() {
+        let Some(p) = &c.parsed else { continue };
+        if p.signature != SignatureCheck::Valid {
+            continue;
+        }
+        let m = &p.manifest.manifest;
+        let Some(w) = windows.iter().find(|w| w.key_id.to_string() == m.key_id) else {
+            continue;
+        };
+        let Some(at) = cairn_format::event::parse_canonical_timestamp(&m.sealed_at) else {
+            continue;
+        };
+        let early = w.not_before.is_some_and(|nb| at < nb);
+        let late = w.until.is_some_and(|u| at >= u);
+        if early || late {
+            let f = Finding::new(
+                FindingKind::OutsideKeyWindow,
+                Some(&c.name.stream),
+                &c.object,
+                format!(
+                    "signed by key {} at {} (its sealed_at), when the key was {}",
+                    m.key_id,
+                    m.sealed_at,
+                    if early { "not yet valid" } else { w.ends }
+                ),
+            );
+            c.findings.push(f);
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub enum FindingKind {
     ForeignStore,
     /// Warning: a segment not in the log up to the checkpoint (sealed after it).
     NotCheckpointed,
+    /// A manifest validly signed by a key outside that key's validity window (a key set given
+    /// to the verifier: not yet valid, expired, or revoked at its `sealed_at`).
+    OutsideKeyWindow,
 }
 
 /// How a finding affects the verdict and the exit status.
@@ -75,7 +78,7 @@ pub enum Severity {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 22] = [
+    pub const ALL: [FindingKind; 23] = [
         FindingKind::ModifiedFile,
         FindingKind::MissingFile,
         FindingKind::ModifiedManifest,
@@ -98,6 +101,7 @@ impl FindingKind {
         FindingKind::LogMismatch,
         FindingKind::ForeignStore,
         FindingKind::NotCheckpointed,
+        FindingKind::OutsideKeyWindow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +128,7 @@ impl FindingKind {
             FindingKind::LogMismatch => "log_mismatch",
             FindingKind::ForeignStore => "foreign_store",
             FindingKind::NotCheckpointed => "not_checkpointed",
+            FindingKind::OutsideKeyWindow => "outside_key_window",
         }
     }
 
