@@ -856,6 +856,91 @@ out.close()
         .collect();
     assert_eq!(got, want, "{report:#}");
 
+    // Redacted disclosure: only acme's events, each with its proof; a forged one is named.
+    let red = v.tmp.path().join("acme-redacted.tar");
+    run_expect(
+        &[
+            "bundle",
+            "--store",
+            store,
+            "--tenant",
+            "acme",
+            "--redacted",
+            "--out",
+            red.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+        ],
+        0,
+    );
+    let out = run_expect(
+        &[
+            "verify",
+            "--bundle",
+            red.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+            "--json",
+        ],
+        0,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acme = std::fs::read_to_string(&v.app)
+        .unwrap()
+        .lines()
+        .chain(
+            std::fs::read_to_string(v.tmp.path().join("billing.jsonl"))
+                .unwrap()
+                .lines(),
+        )
+        .filter(|l| l.contains("\"tenant\":\"acme\""))
+        .count() as u64;
+    assert!(acme > 0);
+    assert_eq!(report["events_checked"].as_u64(), Some(acme), "{report:#}");
+    assert_eq!(report["segments_checked"], 0);
+    let py = r#"
+import io, json, sys, tarfile
+src, dst = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t:
+    members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+assert not any(m.name.endswith(".parquet") for m, _ in members)
+out = tarfile.open(dst, "w")
+for m, data in members:
+    if m.name == "proofs.jsonl":
+        lines = data.decode().splitlines()
+        assert all(json.loads(l)["event"]["tenant"] == "acme" for l in lines)
+        p = json.loads(lines[1]); p["event"]["action"] = "nothing.happened"
+        lines[1] = json.dumps(p)
+        data = ("\n".join(lines) + "\n").encode()
+    m.size = len(data)
+    out.addfile(m, io.BytesIO(data))
+out.close()
+"#;
+    let forged = v.tmp.path().join("redacted-forged.tar");
+    let o = std::process::Command::new("python3")
+        .args(["-c", py, red.to_str().unwrap(), forged.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = run_expect(
+        &[
+            "verify",
+            "--bundle",
+            forged.to_str().unwrap(),
+            "--pubkey",
+            pubkey,
+            "--json",
+        ],
+        1,
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["findings"][0]["kind"], "unproven_event",
+        "{report:#}"
+    );
+    assert_eq!(report["findings"][0]["object"], "proofs.jsonl#2");
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1);
+
     // Keys shipped inside are never trusted: with a stranger's key the checkpoint does not open.
     let stranger = keygen(&v.tmp.path().join("stranger"));
     run_expect(
@@ -980,4 +1065,59 @@ fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Checkpoints are produced to a Kafka topic (Apache Kafka 4.4.0), acknowledged, so that
+/// witnesses keep copies outside the store: the current one on the first run, then each new one.
+#[test]
+fn checkpoints_are_published_to_kafka_for_witnesses() {
+    let (v, cp1) = vault();
+    let broker = Broker::start();
+    broker.create_topic("cairn.checkpoints", 1);
+    let store = v.store.to_str().unwrap();
+    let publish = |key: &str, code: i32| {
+        run_expect(
+            &[
+                "checkpoint",
+                "--store",
+                store,
+                "--key",
+                key,
+                "--publish-brokers",
+                &broker.addr,
+                "--publish-topic",
+                "cairn.checkpoints",
+            ],
+            code,
+        )
+    };
+    let first = publish(&v.keys.key, 0);
+    assert_eq!(
+        first.stdout,
+        std::fs::read(&cp1).unwrap(),
+        "nothing new: the same checkpoint"
+    );
+    let more = events(v.tmp.path(), "more.jsonl", 700, 1);
+    seal_stream(&more, "app", &v.store, &v.keys.key, 100);
+    let second = publish(&v.keys.key, 0);
+    let origin = std::fs::read_to_string(v.store.join("v1/origin")).unwrap();
+    let got = raw_records(&broker, "cairn.checkpoints", 2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].2, origin.trim());
+    assert_eq!(got[0].3, first.stdout);
+    assert_eq!(got[1].3, second.stdout);
+    assert!(String::from_utf8_lossy(&got[1].3).contains("\n10\n"));
+    // --publish-brokers without a topic is a usage error.
+    run_expect(
+        &[
+            "checkpoint",
+            "--store",
+            store,
+            "--key",
+            &v.keys.key,
+            "--publish-brokers",
+            &broker.addr,
+        ],
+        2,
+    );
 }

@@ -522,6 +522,18 @@ pub fn records(
     topic: &str,
     expect: usize,
 ) -> Vec<(i32, i64, String, serde_json::Value)> {
+    raw_records(broker, topic, expect)
+        .into_iter()
+        .map(|(p, o, k, v)| (p, o, k, serde_json::from_slice(&v).expect("a JSON record")))
+        .collect()
+}
+
+/// [`records`] with the payloads as bytes.
+pub fn raw_records(
+    broker: &Broker,
+    topic: &str,
+    expect: usize,
+) -> Vec<(i32, i64, String, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
         .set("group.id", format!("reader-{topic}-{}", std::process::id()))
@@ -535,8 +547,7 @@ pub fn records(
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default();
-        let payload: serde_json::Value =
-            serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON record");
+        let payload = m.payload().unwrap_or_default().to_vec();
         (m.partition(), m.offset(), key, payload)
     };
     let mut out = Vec::new();

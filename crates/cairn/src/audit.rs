@@ -49,6 +49,13 @@ pub struct CheckpointArgs {
     /// S3 only: COMPLIANCE retention for the log's objects, in days (as `cairn seal`).
     #[arg(long, value_name = "DAYS")]
     retention_days: Option<u32>,
+    /// Also produce each new checkpoint (the note's text, keyed by the origin) to a Kafka
+    /// topic, acknowledged (acks=all), for witnesses to keep copies: `host:port[,…]`.
+    #[arg(long, value_name = "BROKERS", requires = "publish_topic")]
+    publish_brokers: Option<String>,
+    /// The topic for --publish-brokers.
+    #[arg(long, value_name = "TOPIC", requires = "publish_brokers")]
+    publish_topic: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +157,19 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<u8> {
     )
     .await
     .with_context(|| format!("opening store {}", args.store))?;
+    let publisher = match &args.publish_brokers {
+        Some(brokers) => Some(cairn_kafka::AckedProducer::new(
+            &cairn_kafka::KafkaConfig {
+                brokers: brokers.clone(),
+                properties: Default::default(),
+            },
+            cairn_kafka::RetryPolicy::default(),
+        )?),
+        None => None,
+    };
+    // The newest note not yet acknowledged by the publish topic (retried each round).
+    let mut unpublished: Option<(String, String)> = None;
+    let mut first_round = true;
     let mut announced = false;
     loop {
         let started = Instant::now();
@@ -179,6 +199,40 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<u8> {
                 if let Some(out) = &args.out {
                     std::fs::write(out, &o.note)
                         .with_context(|| format!("writing {}", out.display()))?;
+                }
+                // Publish each new checkpoint, and on the first round the current one even when
+                // nothing was appended, so a witness topic always gets the newest.
+                if o.appended() > 0 || first_round {
+                    unpublished = Some((o.origin.to_string(), o.note.clone()));
+                }
+                first_round = false;
+                if let (Some(p), Some((origin, note))) = (&publisher, &unpublished) {
+                    let topic = args.publish_topic.as_deref().expect("clap requires it");
+                    let record = cairn_kafka::Record {
+                        topic,
+                        key: Some(origin.as_bytes()),
+                        payload: note.as_bytes(),
+                        headers: vec![("cairn-format", Some(b"c2sp-signed-note".as_slice()))],
+                    };
+                    match p.send(&record).await {
+                        Ok(d) => {
+                            tracing::info!(
+                                topic,
+                                partition = d.partition,
+                                offset = d.offset,
+                                size = o.new_size,
+                                "checkpoint published"
+                            );
+                            unpublished = None;
+                        }
+                        Err(e) if args.every.is_some() => {
+                            tracing::warn!(topic, error = %e, "publishing the checkpoint failed; retrying at the next interval")
+                        }
+                        Err(e) => {
+                            return Err(anyhow::Error::new(e)
+                                .context("the checkpoint is stored, but publishing it failed"));
+                        }
+                    }
                 }
                 if args.every.is_none() {
                     print!("{}", o.note);
@@ -431,6 +485,10 @@ pub struct BundleArgs {
     /// The archive to write (a tar file; refused if it exists).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Redacted disclosure: only the tenant's events, each with its inclusion proof, instead
+    /// of whole segments (which hold other tenants' rows too).
+    #[arg(long)]
+    redacted: bool,
     /// Public keys: the log's (the store's newest checkpoint must verify under one) and the
     /// sealing keys, copied into the bundle for reference; repeatable.
     #[arg(long = "pubkey", value_name = "FILE", required = true)]
@@ -449,6 +507,7 @@ pub async fn bundle(args: BundleArgs) -> anyhow::Result<u8> {
         tenant: args.tenant,
         from_us: time(&args.from, "--from")?,
         to_us: time(&args.to, "--to")?,
+        redacted: args.redacted,
     };
     let store = StoreReader::open(&args.store)
         .await
@@ -476,8 +535,17 @@ pub async fn bundle(args: BundleArgs) -> anyhow::Result<u8> {
         .iter()
         .filter(|(n, _)| n.ends_with(".manifest"))
         .count();
+    let what = if sel.redacted {
+        let events = objects
+            .iter()
+            .find(|(n, _)| n == cairn_verify::bundle::BUNDLE_PROOFS)
+            .map_or(0, |(_, b)| b.iter().filter(|c| **c == b'\n').count());
+        format!("{events} event(s), each with its proof, (redacted)")
+    } else {
+        format!("{segments} segment(s)")
+    };
     eprintln!(
-        "wrote {}: {segments} segment(s) of tenant {}, {bytes} bytes; verify with `cairn verify --bundle {} --pubkey …`",
+        "wrote {}: {what} of tenant {}, {bytes} bytes; verify with `cairn verify --bundle {} --pubkey …`",
         args.out.display(),
         sel.tenant,
         args.out.display()

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use cairn_format::event::format_micros;
 use cairn_format::log::proof::{inclusion_path, verify_inclusion};
-use cairn_format::log::{Checkpoint, ORIGIN_OBJECT, Origin, entry, parse_entry};
+use cairn_format::log::{
+    Checkpoint, EventProof, ORIGIN_OBJECT, Origin, ProofVerifier, entry, parse_entry,
+};
 use cairn_format::merkle::leaf_hash;
 use cairn_format::names::{ObjectKind, parse_object_name};
 use cairn_format::{PublicKey, SignedManifest};
@@ -23,6 +25,8 @@ pub const BUNDLE_FORMAT: &str = "cairn.bundle.v1";
 /// The bundle's index, at the root of the archive.
 pub const BUNDLE_INDEX: &str = "bundle.json";
 pub const BUNDLE_CHECKPOINT: &str = "checkpoint.txt";
+/// A redacted bundle's event proofs (JSON lines of `cairn.proof.v1`).
+pub const BUNDLE_PROOFS: &str = "proofs.jsonl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -55,6 +59,8 @@ pub struct Selection {
     /// Inclusive bounds, µs since the epoch.
     pub from_us: Option<i64>,
     pub to_us: Option<i64>,
+    /// Only the tenant's events, each with its proof (no segment files, no other tenant's rows).
+    pub redacted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +93,11 @@ pub struct BundleIndex {
     pub to: Option<String>,
     pub store: String,
     pub checkpoint_size: u64,
+    /// Whole segments (empty in a redacted bundle).
     pub segments: Vec<BundleSegment>,
+    /// A redacted bundle: the archive path of its event proofs, and how many.
+    pub proofs: Option<String>,
+    pub events: u64,
     /// Key files in the bundle (`keys/<key id>.pub`): for reference only; a verifier trusts the
     /// keys it is given, never keys shipped with the evidence.
     pub keys: Vec<String>,
@@ -110,7 +120,21 @@ pub async fn collect(
     let (from, to) = (range_text(sel.from_us), range_text(sel.to_us));
     let mut segments = Vec::new();
     let mut files: Vec<(String, Bytes)> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
+    let mut events = 0u64;
+    if sel.redacted {
+        let (proofs, _) =
+            crate::prove::prove_tenant(store, keys, &sel.tenant, sel.from_us, sel.to_us)
+                .await
+                .map_err(|e| BundleError::Malformed(e.to_string()))?;
+        let mut lines = Vec::new();
+        for p in &proofs {
+            serde_json::to_writer(&mut lines, p).expect("serialisable");
+            lines.push(b'\n');
+        }
+        events = proofs.len() as u64;
+        files.push((BUNDLE_PROOFS.to_string(), Bytes::from(lines)));
+    }
+    for (i, e) in entries.iter().enumerate().filter(|_| !sel.redacted) {
         let Some((_, name)) = parse_entry(e) else {
             continue;
         };
@@ -139,6 +163,7 @@ pub async fn collect(
                 retain_until: l.retain_until,
             })
         };
+        events += m.event_count;
         segments.push(BundleSegment {
             manifest: name.clone(),
             parquet: parquet.clone(),
@@ -154,7 +179,7 @@ pub async fn collect(
         files.push((name, bytes));
         files.push((parquet, file));
     }
-    if segments.is_empty() {
+    if segments.is_empty() && events == 0 {
         return Err(BundleError::Nothing {
             tenant: sel.tenant.clone(),
             from: from.unwrap_or_else(|| "the beginning".into()),
@@ -179,6 +204,8 @@ pub async fn collect(
         store: store.describe(),
         checkpoint_size: cp.size,
         segments,
+        proofs: sel.redacted.then(|| BUNDLE_PROOFS.to_string()),
+        events,
         keys: key_files.iter().map(|(n, _)| n.clone()).collect(),
     };
     let mut out = vec![
@@ -198,7 +225,7 @@ pub async fn collect(
 fn readme(index: &BundleIndex) -> String {
     format!(
         "cairn audit bundle ({BUNDLE_FORMAT})\n\n\
-         Store {origin}, tenant {tenant}, {n} segment(s), checkpoint of size {size}.\n\n\
+         Store {origin}, tenant {tenant}, {n} segment(s){redacted}, checkpoint of size {size}.\n\n\
          Verify it with the public keys you trust (obtained from the operator, not from this\n\
          archive; keys/ holds copies for reference):\n\n\
          \x20   cairn verify --bundle THIS.tar --pubkey SEALING.pub --pubkey LOG.pub\n\n\
@@ -210,6 +237,14 @@ fn readme(index: &BundleIndex) -> String {
         origin = index.origin,
         tenant = index.tenant,
         n = index.segments.len(),
+        redacted = if index.proofs.is_some() {
+            format!(
+                " (redacted: {} event(s) of this tenant only, each with its proof in {BUNDLE_PROOFS})",
+                index.events
+            )
+        } else {
+            String::new()
+        },
         size = index.checkpoint_size,
     )
 }
@@ -322,6 +357,43 @@ pub async fn verify_unpacked(
                     s.log_index, cp.size
                 ),
             ));
+        }
+    }
+    if let Some(path) = &index.proofs {
+        let bytes = dir
+            .get(path, None)
+            .await
+            .map_err(|e| bad(format!("{path}: {e}")))?;
+        let note = String::from_utf8_lossy(&note);
+        let mut verifier = ProofVerifier::new(keys);
+        for (i, line) in bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let object = format!("{path}#{}", i + 1);
+            let unproven = |m: String| Finding::new(FindingKind::UnprovenEvent, None, &object, m);
+            let proof = match EventProof::parse(line) {
+                Ok(p) => p,
+                Err(e) => {
+                    findings.push(unproven(e.to_string()));
+                    continue;
+                }
+            };
+            events += 1;
+            let id = &proof.event.event_id;
+            if proof.event.tenant != index.tenant {
+                findings.push(unproven(format!(
+                    "event {id} is tenant {:?}'s, not the bundle's {:?}",
+                    proof.event.tenant, index.tenant
+                )));
+            } else if proof.checkpoint != note {
+                findings.push(unproven(format!(
+                    "event {id} is proved against another checkpoint than the bundle's"
+                )));
+            } else if let Err(e) = verifier.verify(&proof) {
+                findings.push(unproven(format!("event {id}: {e}")));
+            }
         }
     }
     let intact = findings.iter().all(|f| f.severity == Severity::Warning);

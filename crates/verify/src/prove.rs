@@ -198,6 +198,88 @@ pub async fn prove_events(
     Ok((proofs, unproven, stats))
 }
 
+/// Proofs of every event of `tenant` that occurred in `[from_us, to_us]` (inclusive, either
+/// open), in the segments the store's newest checkpoint covers: a redacted disclosure (an audit
+/// bundle without other tenants' rows). Each segment holding the tenant is decoded once.
+pub async fn prove_tenant(
+    store: &StoreReader,
+    keys: &[PublicKey],
+    tenant: &str,
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+) -> Result<(Vec<EventProof>, ProveStats), ProveError> {
+    let (_, note) = newest_checkpoint(store)
+        .await?
+        .ok_or(ProveError::NoCheckpoint)?;
+    let cp = Checkpoint::open(&note, keys)?;
+    let entries = read_entries(store, cp.size).await?;
+    let log_leaves = leaf_hashes(&entries);
+    let logged: HashMap<String, usize> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| parse_entry(e).map(|(_, name)| (name, i)))
+        .collect();
+    let mut stats = ProveStats::default();
+    let hints = Hints {
+        tenant: Some(tenant.to_string()),
+        occurred_at_us: None,
+    };
+    let bound = |us: Option<i64>| us.and_then(format_micros);
+    let (from, to) = (bound(from_us), bound(to_us));
+    let hexes = |p: Vec<Hash>| p.iter().map(hex::encode).collect::<Vec<_>>();
+    let mut proofs = Vec::new();
+    for c in candidates(store, &hints, &mut stats).await? {
+        let Some(&log_index) = logged.get(&c.object) else {
+            continue;
+        };
+        let m = &c.manifest.manifest;
+        let meets = match (&m.min_occurred_at, &m.max_occurred_at) {
+            (Some(lo), Some(hi)) => {
+                from.as_ref().is_none_or(|f| hi >= f) && to.as_ref().is_none_or(|t| lo <= t)
+            }
+            _ => false,
+        };
+        let Some(parquet) = m.own_parquet_object().filter(|_| meets) else {
+            continue;
+        };
+        let file = store.get(&parquet, None).await?;
+        stats.segments_decoded += 1;
+        let mut leaves: Vec<Hash> = Vec::with_capacity(m.event_count as usize);
+        let mut found: Vec<(usize, i64, ProofEvent)> = Vec::new();
+        scan_segment::<()>(file, |f, leaf| {
+            let inside = from_us.is_none_or(|a| f.occurred_at_us >= a)
+                && to_us.is_none_or(|b| f.occurred_at_us <= b);
+            if f.tenant == tenant && inside {
+                found.push((leaves.len(), f.offset, proof_event(f)));
+            }
+            leaves.push(leaf_hash(leaf));
+            Ok(())
+        })
+        .map_err(|e| ProveError::Segment {
+            object: parquet.clone(),
+            message: e.to_string(),
+        })?
+        .expect("the visitor never fails");
+        let log_path = hexes(inclusion_path(&log_leaves, log_index).expect("index < size"));
+        for (index, offset, event) in found {
+            proofs.push(EventProof {
+                format: PROOF_FORMAT.to_string(),
+                event,
+                stream: m.stream.clone(),
+                offset,
+                leaf_index: index as u64,
+                segment_path: hexes(inclusion_path(&leaves, index).expect("index < leaves")),
+                manifest_name: c.object.clone(),
+                manifest: c.text.clone(),
+                log_index: log_index as u64,
+                log_path: log_path.clone(),
+                checkpoint: note.clone(),
+            });
+        }
+    }
+    Ok((proofs, stats))
+}
+
 /// The manifests the hints allow, each with its text.
 async fn candidates(
     store: &StoreReader,

@@ -63,6 +63,9 @@ pub enum FindingKind {
     /// A manifest validly signed by a key outside that key's validity window (a key set given
     /// to the verifier: not yet valid, expired, or revoked at its `sealed_at`).
     OutsideKeyWindow,
+    /// An event of a redacted audit bundle whose proof does not verify, is another tenant's, or
+    /// was proved against another checkpoint than the bundle's.
+    UnprovenEvent,
 }
 
 /// How a finding affects the verdict and the exit status.
@@ -78,7 +81,7 @@ pub enum Severity {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 23] = [
+    pub const ALL: [FindingKind; 24] = [
         FindingKind::ModifiedFile,
         FindingKind::MissingFile,
         FindingKind::ModifiedManifest,
@@ -102,6 +105,7 @@ impl FindingKind {
         FindingKind::ForeignStore,
         FindingKind::NotCheckpointed,
         FindingKind::OutsideKeyWindow,
+        FindingKind::UnprovenEvent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +133,7 @@ impl FindingKind {
             FindingKind::ForeignStore => "foreign_store",
             FindingKind::NotCheckpointed => "not_checkpointed",
             FindingKind::OutsideKeyWindow => "outside_key_window",
+            FindingKind::UnprovenEvent => "unproven_event",
         }
     }
 
