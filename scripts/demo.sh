@@ -5,7 +5,8 @@
 # serve policy-gated SQL over the vault (an analyst's masked query, a denied query, an
 # auditor's query, a signed result checked offline), every decision recorded on Kafka first;
 # seal the decisions topic with cairn ingest and let the auditor read the access log of the
-# demo's own queries; then tamper with a copy and show verify catching it. Installs what it needs (Kafka's jars from
+# demo's own queries; checkpoint the vault's log, prove an event, cut a redacted tenant bundle;
+# then tamper with copies and show verify catching it (a truncated stream only with the checkpoint). Installs what it needs (Kafka's jars from
 # Maven Central once, the Python peers); starts and stops its own services; leaves its work in
 # ${DEMO_DIR:-.demo}.
 set -euo pipefail
@@ -42,6 +43,7 @@ kafka_topic audit 3
 kafka_topic audit.dlq 1
 kafka_topic cairn.decisions 1
 kafka_topic cairn.alerts 1
+kafka_topic cairn.checkpoints 1
 python3 scripts/produce.py --brokers "$KAFKA_ADDR" --topic audit --partitions 3 "$DIR/events.jsonl"
 
 MPORT=$(free_port)
@@ -168,6 +170,25 @@ q demo-auditor-key "SELECT actor.id AS who, outcome, details['code'] AS code, co
 echo "-- the decision log's own metrics"
 curl -s "http://127.0.0.1:$QPORT/metrics" | grep -E '^cairn_query_decision_log_(records_total|ready|unavailable_total)' || true
 
+echo "== the auditor's toolkit (docs/AUDITING.md): the log over the vault's segments"
+"$CAIRN" keygen --out "$DIR/log-keys" >/dev/null   # the log's own key, apart from the sealing key
+echo "-- cairn checkpoint: append every segment to the log, sign, publish for witnesses (topic cairn.checkpoints)"
+"$CAIRN" checkpoint --store "$DIR/vault" --key "$DIR/log-keys/signing.key" \
+  --publish-brokers "$KAFKA_ADDR" --publish-topic cairn.checkpoints >"$DIR/checkpoint.txt" 2>"$DIR/checkpoint.log"
+cat "$DIR/checkpoint.txt"
+KEYS=(--pubkey "$DIR/keys/signing.pub" --pubkey "$DIR/log-keys/signing.pub")
+"$CAIRN" verify --store "$DIR/vault" "${KEYS[@]}" --checkpoint "$DIR/checkpoint.txt" | tail -n 3
+ID=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    try: print(json.loads(l)["event_id"]); break
+    except Exception: pass' "$DIR/events.jsonl")
+echo "-- cairn prove $ID, then cairn verify-proof offline"
+"$CAIRN" prove --store "$DIR/vault" --event-id "$ID" --pubkey "$DIR/log-keys/signing.pub" >"$DIR/proof.json" 2>/dev/null
+"$CAIRN" verify-proof "$DIR/proof.json" "${KEYS[@]}"
+echo "-- cairn bundle: tenant acme's events only (redacted), each with its proof, verified with no store"
+"$CAIRN" bundle --store "$DIR/vault" --tenant acme --redacted --out "$DIR/acme.tar" --pubkey "$DIR/log-keys/signing.pub"
+"$CAIRN" verify --bundle "$DIR/acme.tar" "${KEYS[@]}" | tail -n 1
+
 echo "== tampering with a copy of the local vault (one flipped byte in a Parquet file)"
 cp -r "$DIR/vault" "$DIR/tampered"; chmod -R u+w "$DIR/tampered"
 f=$(find "$DIR/tampered" -name '*.parquet' | sort | sed -n 2p)
@@ -180,5 +201,16 @@ set +e
 code=$?
 set -e
 echo "verify exit code on the tampered copy: $code (1 = integrity failure found)"
+[ "$code" -eq 1 ]
+echo "== deleting the newest segment of one stream in another copy: only the checkpoint can tell"
+cp -r "$DIR/vault" "$DIR/truncated"; chmod -R u+w "$DIR/truncated"
+m=$(find "$DIR/truncated/v1/streams/audit" -name '*.manifest' | sort | tail -n 1)
+rm "$m" "${m%.manifest}.parquet"
+set +e
+"$CAIRN" verify --store "$DIR/truncated" --pubkey "$DIR/keys/signing.pub" --checkpoint "$DIR/checkpoint.txt" \
+  --pubkey "$DIR/log-keys/signing.pub" | grep -E 'truncated_stream|INTEGRITY'
+code=${PIPESTATUS[0]}
+set -e
+echo "verify --checkpoint exit code on the truncated copy: $code"
 [ "$code" -eq 1 ]
 echo "== demo complete; files in $DIR"
