@@ -197,7 +197,7 @@ import sys
 p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 1; open(p, "wb").write(b)
 PY
 set +e
-"$CAIRN" verify --store "$DIR/tampered" --pubkey "$DIR/keys/signing.pub"
+"$CAIRN" verify --store "$DIR/tampered" "${KEYS[@]}"
 code=$?
 set -e
 echo "verify exit code on the tampered copy: $code (1 = integrity failure found)"

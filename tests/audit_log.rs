@@ -1121,3 +1121,44 @@ fn checkpoints_are_published_to_kafka_for_witnesses() {
         2,
     );
 }
+
+/// A log signed by its own key: verifying with the sealing key alone is not a failure (the
+/// report says the log was not checked); with the log key too, the log is checked. Both
+/// verifiers agree (FORMAT.md §8.6 step 1).
+#[test]
+fn a_log_key_not_given_leaves_the_log_unchecked_not_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path());
+    let log_keys = keygen(&tmp.path().join("log"));
+    let store = tmp.path().join("vault");
+    let app = events(tmp.path(), "app.jsonl", 300, 1);
+    seal_stream(&app, "app", &store, &keys.key, 100);
+    checkpoint(&store, &log_keys.key, tmp.path(), "cp.txt");
+    let (code, report) = verify_both(&store, &[&keys.public]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["checkpoint"], serde_json::Value::Null);
+    assert!(
+        report["limitations"][0]
+            .as_str()
+            .unwrap()
+            .contains("not signed by any key given"),
+        "{report:#}"
+    );
+    let (code, report) = verify_both(&store, &[&keys.public, &log_keys.public]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["checkpoint"]["size"], 3);
+    // A checkpoint whose trusted signature does not verify is not ignored.
+    let cp = store.join("v1/log/checkpoint/00000000000000000003");
+    make_writable(&cp);
+    let note = std::fs::read_to_string(&cp).unwrap();
+    std::fs::write(&cp, note.replacen("\n3\n", "\n4\n", 1)).unwrap();
+    let (code, report) = verify_both(&store, &[&keys.public, &log_keys.public]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        classes(&report),
+        [(
+            "log_mismatch".to_string(),
+            "v1/log/checkpoint/00000000000000000003".to_string()
+        )]
+    );
+}

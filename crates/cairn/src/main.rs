@@ -4,6 +4,7 @@
 //! exit codes). It holds no format, storage or verification logic of its own.
 
 mod audit;
+mod bundle;
 mod http;
 mod ingest;
 mod keyfile;
@@ -149,7 +150,7 @@ enum Command {
     /// Write an audit bundle: one tenant's segments for a time range, with their manifests,
     /// the checkpoint, each manifest's inclusion proof in the log, the keys and (S3) the Object
     /// Lock evidence, in one tar file that `cairn verify --bundle` checks with no store access.
-    Bundle(audit::BundleArgs),
+    Bundle(bundle::BundleArgs),
     Verify {
         /// Store to verify: a directory or s3://bucket[/prefix].
         #[arg(long, value_name = "URL", required_unless_present = "bundle")]
@@ -283,7 +284,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Prove(args) => audit::prove(args).await,
         Command::VerifyProof(args) => audit::verify_proof(&args),
         Command::Consistency(args) => audit::consistency(args).await,
-        Command::Bundle(args) => audit::bundle(args).await,
+        Command::Bundle(args) => bundle::bundle(args).await,
         Command::Ingest(_) => unreachable!("ingest runs outside the async runtime"),
         Command::Verify {
             store,
@@ -306,7 +307,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
                 windows = w;
             }
             match (bundle, store) {
-                (Some(b), _) => audit::verify_bundle(&b, &keys, json).await,
+                (Some(b), _) => bundle::verify_bundle(&b, &keys, json).await,
                 (None, Some(store)) => {
                     let opts = VerifyArgs {
                         json,
@@ -442,7 +443,9 @@ fn print_report(r: &cairn_verify::Report) {
             c.size,
             c.root
         ),
-        None => println!("no checkpoint: the store has no log (run cairn checkpoint)"),
+        None => println!(
+            "no checkpoint checked: the store has none (run cairn checkpoint), or none signed by a key given"
+        ),
     }
     if !r.limitations.is_empty() {
         println!("not established by this verdict (docs/FORMAT.md §8.5):");

@@ -200,7 +200,12 @@ pub async fn verify_store(
     .await;
     findings.extend(log_findings);
     let mut limitations = Vec::new();
+    let has_checkpoints = inv
+        .log
+        .values()
+        .any(|o| matches!(o, cairn_format::log::LogObject::Checkpoint { .. }));
     match &checkpoint {
+        None if has_checkpoints => limitations.push(report::LOG_KEY_NOT_GIVEN),
         None => limitations.extend([report::NO_CHECKPOINT_STREAMS, report::NO_CHECKPOINT_TAIL]),
         Some(c) if c.source == "store" => limitations.push(report::STORE_CHECKPOINT_ONLY),
         Some(_) => {}

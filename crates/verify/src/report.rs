@@ -225,6 +225,8 @@ pub const NO_CHECKPOINT_TAIL: &str =
 pub const NO_STORE_IDENTITY: &str = "no store identity: a stream copied in from another vault whose manifests a trusted key signed cannot be detected";
 /// Segments sealed before format v3 name no store.
 pub const OLD_SEGMENTS: &str = "segments sealed before format v3 name no store: whether they were copied in from another vault signed by a trusted key cannot be detected (the log, when checkpointed, still pins them)";
+/// The store has checkpoints, but none verified (signed by a key that was not given).
+pub const LOG_KEY_NOT_GIVEN: &str = "the store's checkpoints are not signed by any key given, so its log was not checked: deletion of whole streams or of a stream's newest segments cannot be detected; pass the log's public key with --pubkey";
 /// Checked against the store's own newest checkpoint only.
 pub const STORE_CHECKPOINT_ONLY: &str = "checked against the store's own newest checkpoint: whoever can delete objects could also delete the newest checkpoints and hide what was sealed after the remaining one; pass --checkpoint with a copy kept outside the store (a witness)";
 
