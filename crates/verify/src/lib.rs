@@ -170,7 +170,12 @@ pub async fn verify_store(
     }
     let mut checks = check_manifests(store, &inv, keys, opts).await;
     let mut findings = inv.findings.clone();
-    let origin = match log::read_origin(store).await {
+    let origin_version = inv
+        .objects
+        .get(cairn_format::log::ORIGIN_OBJECT)
+        .cloned()
+        .flatten();
+    let origin = match log::read_origin_at(store, origin_version.as_deref()).await {
         Ok(o) => o,
         Err(e) => {
             let kind = if e.is_transient() || matches!(e, log::LogError::Store(_)) {

@@ -36,7 +36,15 @@ impl LogError {
 
 /// The store's origin, or `None` when it has no origin object.
 pub async fn read_origin(store: &StoreReader) -> Result<Option<Origin>, LogError> {
-    match store.get(ORIGIN_OBJECT, None).await {
+    read_origin_at(store, None).await
+}
+
+/// [`read_origin`] at a given version (S3: the sealed one, from the verifier's inventory).
+pub(crate) async fn read_origin_at(
+    store: &StoreReader,
+    version: Option<&str>,
+) -> Result<Option<Origin>, LogError> {
+    match store.get(ORIGIN_OBJECT, version).await {
         Ok(bytes) => Origin::from_object(&bytes)
             .map(Some)
             .map_err(|e| LogError::BadOrigin(e.to_string())),
@@ -67,9 +75,19 @@ pub async fn newest_checkpoint(store: &StoreReader) -> Result<Option<(u64, Strin
 
 /// The log's first `size` entries, from the entry bundles.
 pub async fn read_entries(store: &StoreReader, size: u64) -> Result<Vec<Vec<u8>>, LogError> {
+    read_entries_at(store, size, &|_| None).await
+}
+
+/// [`read_entries`] reading each bundle at the version `version_of` names (S3: the sealed one).
+async fn read_entries_at(
+    store: &StoreReader,
+    size: u64,
+    version_of: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Vec<Vec<u8>>, LogError> {
     let mut out = Vec::with_capacity(size as usize);
     for (name, width) in bundles_for(size) {
-        let bytes = match store.get(&name, None).await {
+        let version = version_of(&name);
+        let bytes = match store.get(&name, version.as_deref()).await {
             Err(StoreError::NotFound { .. }) => {
                 return Err(LogError::Broken(format!(
                     "the entry bundle {name} is missing"
@@ -104,6 +122,9 @@ pub(crate) async fn check(
     given: Option<&Checkpoint>,
 ) -> (Vec<Finding>, Option<CheckpointSummary>) {
     let mut out = Vec::new();
+    // S3: read every log object at its sealed version (the inventory's); a later version is
+    // reported as shadowing and never judged.
+    let version_of = |name: &str| inv.objects.get(name).cloned().flatten();
     let mismatch = |object: &str, message: String| {
         Finding::new(FindingKind::LogMismatch, None, object, message)
     };
@@ -119,7 +140,7 @@ pub(crate) async fn check(
     let mut newest: Option<Checkpoint> = None;
     if let Some(size) = newest_size {
         let object = checkpoint_object(size);
-        match store.get(&object, None).await {
+        match store.get(&object, version_of(&object).as_deref()).await {
             Err(e) => out.push(Finding::new(
                 FindingKind::Unreadable,
                 None,
@@ -184,7 +205,7 @@ pub(crate) async fn check(
         ));
     }
     let size = target.size.max(newest.as_ref().map_or(0, |n| n.size));
-    let entries = match read_entries(store, size).await {
+    let entries = match read_entries_at(store, size, &version_of).await {
         Ok(e) => e,
         Err(e) => {
             out.push(mismatch("v1/log/tile/entries/", e.to_string()));
@@ -210,7 +231,7 @@ pub(crate) async fn check(
         if name.contains("/entries/") {
             continue;
         }
-        match store.get(&name, None).await {
+        match store.get(&name, version_of(&name).as_deref()).await {
             Ok(got) if got[..] == want[..] => {}
             Ok(_) => out.push(mismatch(
                 &name,
