@@ -137,6 +137,10 @@ enum Command {
     /// Searches only segments the manifests (and --tenant/--at) allow, skips those whose
     /// Parquet bloom filter rules the event out, and decodes only the one that holds it. The
     /// proof (JSON, docs/FORMAT.md §12.4) is checked offline with `cairn verify-proof`.
+    ///
+    /// Exit status: 0 proven; 1 when some of several ids (--event-ids) could not be proved
+    /// (each is named on stderr); 2 for a usage error, or when a single --event-id is not found
+    /// or not yet checkpointed.
     Prove(audit::ProveArgs),
     /// Check an event proof offline, with the public keys only (no store).
     ///
