@@ -4,7 +4,7 @@
 # S3, Apicurio Registry, an OIDC provider, cairn serve) on 127.0.0.1 and fail, never skip, when one cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A persistent target dir keeps CI and repeated runs warm (7 min on a clean clone); fully cold
+# A persistent target dir keeps CI and repeated runs warm (8 min 40 s on a clean clone); fully cold
 # (no target dir, no tools) it took 35 min on 2 cores (README).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
