@@ -354,12 +354,8 @@ async fn verify(
             let text = std::fs::read_to_string(&p)
                 .with_context(|| format!("reading checkpoint {}", p.display()))?;
             Some(
-                cairn_format::log::Checkpoint::open(&text, &keys).with_context(|| {
-                    format!(
-                        "checkpoint {} (pass the log's public key with --pubkey)",
-                        p.display()
-                    )
-                })?,
+                cairn_format::log::Checkpoint::open(&text, &keys)
+                    .with_context(|| format!("checkpoint {}", p.display()))?,
             )
         }
     };
