@@ -147,13 +147,7 @@ pub async fn verify_bundle(
             report.tenant
         );
         for f in &report.findings {
-            println!(
-                "  {} {} {} — {}",
-                f.severity.as_str().to_uppercase(),
-                f.kind,
-                f.object,
-                f.message
-            );
+            crate::print_finding(f);
         }
         let verdict = match report.exit_code() {
             0 => "INTACT",

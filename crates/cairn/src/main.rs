@@ -396,6 +396,17 @@ async fn verify(
     Ok(report.exit_code() as u8)
 }
 
+/// One finding of a human report: `  SEVERITY class object — message`.
+fn print_finding(f: &cairn_verify::Finding) {
+    println!(
+        "  {} {} {} — {}",
+        f.severity.as_str().to_uppercase(),
+        f.kind,
+        f.object,
+        f.message
+    );
+}
+
 fn print_report(r: &cairn_verify::Report) {
     println!("store: {}", r.store);
     for s in &r.streams {
@@ -409,13 +420,7 @@ fn print_report(r: &cairn_verify::Report) {
         );
     }
     for f in &r.findings {
-        println!(
-            "  {} {} {} — {}",
-            f.severity.as_str().to_uppercase(),
-            f.kind,
-            f.object,
-            f.message
-        );
+        print_finding(f);
     }
     let verdict = match r.exit_code() {
         0 => "INTACT",

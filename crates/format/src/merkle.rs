@@ -100,6 +100,20 @@ pub fn split_point(n: usize) -> usize {
     k
 }
 
+/// The RFC 6962 reference leaves used by Certificate Transparency's implementations' tests
+/// (roots here, audit and consistency paths in `log::proof`).
+#[cfg(test)]
+pub(crate) const REFERENCE_INPUTS: [&[u8]; 8] = [
+    b"",
+    b"\x00",
+    b"\x10",
+    b"\x20\x21",
+    b"\x30\x31",
+    b"\x40\x41\x42\x43",
+    b"\x50\x51\x52\x53\x54\x55\x56\x57",
+    b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,16 +134,7 @@ mod tests {
     /// implementations): roots of the first n of eight fixed leaves.
     #[test]
     fn rfc6962_reference_vectors() {
-        let inputs: [&[u8]; 8] = [
-            b"",
-            b"\x00",
-            b"\x10",
-            b"\x20\x21",
-            b"\x30\x31",
-            b"\x40\x41\x42\x43",
-            b"\x50\x51\x52\x53\x54\x55\x56\x57",
-            b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
-        ];
+        let inputs = REFERENCE_INPUTS;
         let roots = [
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",

@@ -253,14 +253,7 @@ impl StoreReader {
         match &self.backend {
             Backend::Local(l) => Ok((l.get(name).await?, None)),
             Backend::S3(s) => {
-                let oldest = s
-                    .versions(name)
-                    .await?
-                    .into_iter()
-                    .find(|v| v.name == name && !v.delete_marker)
-                    .ok_or_else(|| StoreError::NotFound {
-                        object: name.to_string(),
-                    })?;
+                let oldest = sealed_version(s, name).await?;
                 s.check_locked(name, &oldest.version_id).await?;
                 let bytes = s.get(name, Some(&oldest.version_id), None).await?;
                 Ok((bytes, Some(oldest.version_id)))
@@ -274,14 +267,7 @@ impl StoreReader {
         match &self.backend {
             Backend::Local(_) => Ok(None),
             Backend::S3(s) => {
-                let oldest = s
-                    .versions(name)
-                    .await?
-                    .into_iter()
-                    .find(|v| v.name == name && !v.delete_marker)
-                    .ok_or_else(|| StoreError::NotFound {
-                        object: name.to_string(),
-                    })?;
+                let oldest = sealed_version(s, name).await?;
                 let (mode, retain_until) = s.lock_state(name, &oldest.version_id).await?;
                 Ok(Some(LockEvidence {
                     version_id: oldest.version_id,
@@ -309,6 +295,17 @@ impl StoreReader {
             Backend::S3(s) => s.versions(prefix).await.map(Some),
         }
     }
+}
+
+/// The sealed version of `name` on S3: its oldest version that is not a delete marker.
+async fn sealed_version(s: &S3Store, name: &str) -> Result<ObjectVersion, StoreError> {
+    s.versions(name)
+        .await?
+        .into_iter()
+        .find(|v| v.name == name && !v.delete_marker)
+        .ok_or_else(|| StoreError::NotFound {
+            object: name.to_string(),
+        })
 }
 
 impl StoreWriter {

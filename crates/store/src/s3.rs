@@ -337,7 +337,6 @@ impl S3Store {
         format!("{}/{key}?{}", self.bucket_url, q.join("&"))
     }
 
-    /// Confirms that `version` of `name` is under COMPLIANCE retention into the future.
     /// The Object Lock state of `name` at `version`: (mode, retain-until) as S3 reports them
     /// (`none` and an empty date when unset).
     pub async fn lock_state(
@@ -367,32 +366,17 @@ impl S3Store {
         ))
     }
 
+    /// Confirms that `version` of `name` is under COMPLIANCE retention into the future.
     pub async fn check_locked(&self, name: &str, version: &str) -> Result<(), StoreError> {
         let not_locked = |message: String| StoreError::NotLocked {
             object: name.to_string(),
             message,
         };
-        let url = self.object_url(&self.key(name), &[("versionId", version)]);
-        let resp = self
-            .signed(Method::HEAD, &url, &[], Bytes::new())
-            .await
-            .map_err(|f| self.backend("read lock of", name, f))?;
-        if !resp.status().is_success() {
-            return Err(self.backend("read lock of", name, http_failed(resp.status(), "")));
-        }
-        let h = resp.headers();
-        let mode = h
-            .get("x-amz-object-lock-mode")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none");
+        let (mode, until) = self.lock_state(name, version).await?;
         if mode != "COMPLIANCE" {
             return Err(not_locked(format!("lock mode is {mode}")));
         }
-        let until = h
-            .get("x-amz-object-lock-retain-until-date")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        match chrono::DateTime::parse_from_rfc3339(until) {
+        match chrono::DateTime::parse_from_rfc3339(&until) {
             Ok(t) if t > chrono::Utc::now() => Ok(()),
             Ok(t) => Err(not_locked(format!("retention ended at {t}"))),
             Err(_) => Err(not_locked(format!(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use cairn_format::event::format_micros;
-use cairn_format::log::proof::{inclusion_path, verify_inclusion};
+use cairn_format::log::proof::verify_inclusion;
 use cairn_format::log::{
     Checkpoint, EventProof, ORIGIN_OBJECT, Origin, ProofVerifier, entry, parse_entry,
 };
@@ -18,7 +18,7 @@ use cairn_format::{PublicKey, SignedManifest};
 use cairn_store::{StoreError, StoreReader};
 use serde::{Deserialize, Serialize};
 
-use crate::log::{LogError, leaf_hashes, newest_checkpoint, read_entries, read_origin};
+use crate::log::{CheckpointedLog, LogError, read_origin};
 use crate::report::{Finding, FindingKind, Severity};
 
 pub const BUNDLE_FORMAT: &str = "cairn.bundle.v1";
@@ -110,12 +110,15 @@ pub async fn collect(
     sel: &Selection,
 ) -> Result<Vec<(String, Bytes)>, BundleError> {
     let origin = read_origin(store).await?.ok_or(BundleError::NoOrigin)?;
-    let (_, note) = newest_checkpoint(store)
+    let CheckpointedLog {
+        note,
+        checkpoint: cp,
+        entries,
+        tree,
+        ..
+    } = CheckpointedLog::newest(store, keys)
         .await?
         .ok_or(BundleError::NoCheckpoint)?;
-    let cp = Checkpoint::open(&note, keys)?;
-    let entries = read_entries(store, cp.size).await?;
-    let leaves = leaf_hashes(&entries);
     let range_text = |us: Option<i64>| us.and_then(format_micros);
     let (from, to) = (range_text(sel.from_us), range_text(sel.to_us));
     let mut segments = Vec::new();
@@ -143,12 +146,7 @@ pub async fn collect(
             continue;
         };
         let m = &sm.manifest;
-        let meets = match (&m.min_occurred_at, &m.max_occurred_at) {
-            (Some(lo), Some(hi)) => {
-                from.as_ref().is_none_or(|f| hi >= f) && to.as_ref().is_none_or(|t| lo <= t)
-            }
-            _ => false,
-        };
+        let meets = crate::prove::overlaps(m, from.as_deref(), to.as_deref());
         if !m.tenants.contains(&sel.tenant) || !meets {
             continue;
         }
@@ -168,7 +166,8 @@ pub async fn collect(
             manifest: name.clone(),
             parquet: parquet.clone(),
             log_index: i as u64,
-            log_path: inclusion_path(&leaves, i)
+            log_path: tree
+                .inclusion_path(i)
                 .expect("i < size")
                 .iter()
                 .map(hex::encode)

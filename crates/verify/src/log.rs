@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use cairn_format::log::proof::MerkleTree;
 use cairn_format::log::tiles::{bundles_for, new_objects, parse_bundle};
 use cairn_format::log::{
     CHECKPOINT_PREFIX, Checkpoint, CheckpointError, LogObject, ORIGIN_OBJECT, Origin,
@@ -26,6 +27,8 @@ pub enum LogError {
     BadOrigin(String),
     #[error("the log is broken: {0}")]
     Broken(String),
+    #[error("the store's newest checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
 }
 
 impl LogError {
@@ -109,6 +112,46 @@ async fn read_entries_at(
 
 pub fn leaf_hashes(entries: &[Vec<u8>]) -> Vec<Hash> {
     entries.iter().map(|e| leaf_hash(e)).collect()
+}
+
+/// The log as the store's newest checkpoint covers it, opened under trusted keys: what proofs
+/// and bundles are cut against.
+pub struct CheckpointedLog {
+    /// The checkpoint's signed note, as stored.
+    pub note: String,
+    pub checkpoint: Checkpoint,
+    pub entries: Vec<Vec<u8>>,
+    /// The tree over the entries, for their inclusion proofs.
+    pub tree: MerkleTree,
+    /// Manifest name → its entry's index.
+    pub index: HashMap<String, usize>,
+}
+
+impl CheckpointedLog {
+    /// `Ok(None)` when the store has no checkpoint.
+    pub async fn newest(
+        store: &StoreReader,
+        keys: &[PublicKey],
+    ) -> Result<Option<CheckpointedLog>, LogError> {
+        let Some((_, note)) = newest_checkpoint(store).await? else {
+            return Ok(None);
+        };
+        let checkpoint = Checkpoint::open(&note, keys)?;
+        let entries = read_entries(store, checkpoint.size).await?;
+        let tree = MerkleTree::new(&leaf_hashes(&entries));
+        let index = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| parse_entry(e).map(|(_, name)| (name, i)))
+            .collect();
+        Ok(Some(CheckpointedLog {
+            note,
+            checkpoint,
+            entries,
+            tree,
+            index,
+        }))
+    }
 }
 
 /// FORMAT.md §8.6: the store against a checkpoint (`given`, already opened under trusted keys,

@@ -3,14 +3,13 @@
 //! Parquet bloom filters on `event_id` (format v3) skip segments that do not hold the event,
 //! and only the segment that does is decoded (its leaves are needed for the audit path).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use cairn_format::event::format_micros;
 use cairn_format::log::event_proof::{
     EventProof, PROOF_FORMAT, ProofActor, ProofEvent, ProofResource,
 };
-use cairn_format::log::proof::inclusion_path;
-use cairn_format::log::{Checkpoint, parse_entry};
+use cairn_format::log::proof::MerkleTree;
 use cairn_format::merkle::{Hash, leaf_hash};
 use cairn_format::names::{ObjectKind, parse_object_name};
 use cairn_format::segment::{EventIdFilter, scan_segment};
@@ -18,7 +17,7 @@ use cairn_format::{PublicKey, SignedManifest};
 use cairn_store::{StoreError, StoreReader};
 use futures::StreamExt;
 
-use crate::log::{LogError, leaf_hashes, newest_checkpoint, read_entries};
+use crate::log::{CheckpointedLog, LogError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProveError {
@@ -28,8 +27,6 @@ pub enum ProveError {
     Log(#[from] LogError),
     #[error("the store has no checkpoint yet: run `cairn checkpoint` first")]
     NoCheckpoint,
-    #[error("the store's newest checkpoint: {0}")]
-    Checkpoint(#[from] cairn_format::log::CheckpointError),
     #[error(
         "event {event_id} is in {manifest}, which is not in the log yet: run `cairn checkpoint`, then prove it"
     )]
@@ -114,17 +111,14 @@ pub async fn prove_events(
     event_ids: &[String],
     hints: &Hints,
 ) -> Result<(Vec<EventProof>, Vec<Unproven>, ProveStats), ProveError> {
-    let (_, note) = newest_checkpoint(store)
+    let CheckpointedLog {
+        note,
+        tree: log_tree,
+        index: logged,
+        ..
+    } = CheckpointedLog::newest(store, keys)
         .await?
         .ok_or(ProveError::NoCheckpoint)?;
-    let cp = Checkpoint::open(&note, keys)?;
-    let entries = read_entries(store, cp.size).await?;
-    let log_leaves = leaf_hashes(&entries);
-    let logged: HashMap<String, usize> = entries
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| parse_entry(e).map(|(_, name)| (name, i)))
-        .collect();
     let mut stats = ProveStats::default();
     let mut candidates = candidates(store, hints, &mut stats).await?;
     // Logged segments first: an event in an unlogged one can only be reported.
@@ -166,6 +160,7 @@ pub async fn prove_events(
         })
         .map_err(|e| bad(e.to_string()))?
         .expect("the visitor never fails");
+        let tree = MerkleTree::new(&leaves);
         for (index, offset, event) in found {
             wanted.remove(event.event_id.as_str());
             let Some(&log_index) = logged.get(&c.object) else {
@@ -181,11 +176,11 @@ pub async fn prove_events(
                 stream: c.manifest.manifest.stream.clone(),
                 offset,
                 leaf_index: index as u64,
-                segment_path: hexes(inclusion_path(&leaves, index).expect("index < leaves")),
+                segment_path: hexes(tree.inclusion_path(index).expect("index < leaves")),
                 manifest_name: c.object.clone(),
                 manifest: c.text.clone(),
                 log_index: log_index as u64,
-                log_path: hexes(inclusion_path(&log_leaves, log_index).expect("index < size")),
+                log_path: hexes(log_tree.inclusion_path(log_index).expect("index < size")),
                 checkpoint: note.clone(),
             });
         }
@@ -208,17 +203,14 @@ pub async fn prove_tenant(
     from_us: Option<i64>,
     to_us: Option<i64>,
 ) -> Result<(Vec<EventProof>, ProveStats), ProveError> {
-    let (_, note) = newest_checkpoint(store)
+    let CheckpointedLog {
+        note,
+        tree: log_tree,
+        index: logged,
+        ..
+    } = CheckpointedLog::newest(store, keys)
         .await?
         .ok_or(ProveError::NoCheckpoint)?;
-    let cp = Checkpoint::open(&note, keys)?;
-    let entries = read_entries(store, cp.size).await?;
-    let log_leaves = leaf_hashes(&entries);
-    let logged: HashMap<String, usize> = entries
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| parse_entry(e).map(|(_, name)| (name, i)))
-        .collect();
     let mut stats = ProveStats::default();
     let hints = Hints {
         tenant: Some(tenant.to_string()),
@@ -233,12 +225,7 @@ pub async fn prove_tenant(
             continue;
         };
         let m = &c.manifest.manifest;
-        let meets = match (&m.min_occurred_at, &m.max_occurred_at) {
-            (Some(lo), Some(hi)) => {
-                from.as_ref().is_none_or(|f| hi >= f) && to.as_ref().is_none_or(|t| lo <= t)
-            }
-            _ => false,
-        };
+        let meets = overlaps(m, from.as_deref(), to.as_deref());
         let Some(parquet) = m.own_parquet_object().filter(|_| meets) else {
             continue;
         };
@@ -260,7 +247,8 @@ pub async fn prove_tenant(
             message: e.to_string(),
         })?
         .expect("the visitor never fails");
-        let log_path = hexes(inclusion_path(&log_leaves, log_index).expect("index < size"));
+        let tree = MerkleTree::new(&leaves);
+        let log_path = hexes(log_tree.inclusion_path(log_index).expect("index < size"));
         for (index, offset, event) in found {
             proofs.push(EventProof {
                 format: PROOF_FORMAT.to_string(),
@@ -268,7 +256,7 @@ pub async fn prove_tenant(
                 stream: m.stream.clone(),
                 offset,
                 leaf_index: index as u64,
-                segment_path: hexes(inclusion_path(&leaves, index).expect("index < leaves")),
+                segment_path: hexes(tree.inclusion_path(index).expect("index < leaves")),
                 manifest_name: c.object.clone(),
                 manifest: c.text.clone(),
                 log_index: log_index as u64,
@@ -278,6 +266,17 @@ pub async fn prove_tenant(
         }
     }
     Ok((proofs, stats))
+}
+
+/// Do the manifest's time bounds meet `[from, to]` (canonical timestamps, either open)? A
+/// segment without events meets no range.
+pub(crate) fn overlaps(m: &cairn_format::Manifest, from: Option<&str>, to: Option<&str>) -> bool {
+    match (&m.min_occurred_at, &m.max_occurred_at) {
+        (Some(lo), Some(hi)) => {
+            from.is_none_or(|f| hi.as_str() >= f) && to.is_none_or(|t| lo.as_str() <= t)
+        }
+        _ => false,
+    }
 }
 
 /// The manifests the hints allow, each with its text.

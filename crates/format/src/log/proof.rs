@@ -5,60 +5,112 @@
 //! Verification is deliberately small and follows the RFC line by line: a verifier that
 //! accepts a forged proof is worse than none (immudb's CVE-2022-36111).
 
-use crate::merkle::{Hash, node_hash, root_recursive, split_point};
+use super::tiles;
+use crate::merkle::{Hash, node_hash, split_point};
 
-/// PATH(m, D[n]) of RFC 9162 §2.1.3.1: the audit path of leaf `m` among `leaves`, bottom up.
-/// `None` when `m` is not a leaf index.
-pub fn inclusion_path(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
-    if m >= leaves.len() {
-        return None;
-    }
-    let mut out = Vec::new();
-    path(leaves, m, &mut out);
-    Some(out)
+/// A tree that keeps the hashes of its complete subtrees ([`tiles::levels`]), so that each
+/// proof costs O(log² n) hashes instead of rehashing the leaves: proving many events of one
+/// segment, or many manifests of one log, builds it once.
+pub struct MerkleTree {
+    levels: Vec<Vec<Hash>>,
+    size: usize,
 }
 
-fn path(d: &[Hash], m: usize, out: &mut Vec<Hash>) {
-    if d.len() <= 1 {
-        return;
-    }
-    let k = split_point(d.len());
-    if m < k {
-        path(&d[..k], m, out);
-        out.push(root_recursive(&d[k..]));
-    } else {
-        path(&d[k..], m - k, out);
-        out.push(root_recursive(&d[..k]));
-    }
-}
-
-/// PROOF(m, D[n]) of RFC 9162 §2.1.4.1: that the first `m` leaves are a prefix of `leaves`.
-/// `None` unless `0 < m ≤ n`.
-pub fn consistency_path(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
-    if m == 0 || m > leaves.len() {
-        return None;
-    }
-    let mut out = Vec::new();
-    subproof(m, leaves, true, &mut out);
-    Some(out)
-}
-
-fn subproof(m: usize, d: &[Hash], b: bool, out: &mut Vec<Hash>) {
-    let n = d.len();
-    if m == n {
-        if !b {
-            out.push(root_recursive(d));
+impl MerkleTree {
+    pub fn new(leaves: &[Hash]) -> MerkleTree {
+        MerkleTree {
+            levels: tiles::levels(leaves),
+            size: leaves.len(),
         }
-        return;
     }
-    let k = split_point(n);
-    if m <= k {
-        subproof(m, &d[..k], b, out);
-        out.push(root_recursive(&d[k..]));
-    } else {
-        subproof(m - k, &d[k..], false, out);
-        out.push(root_recursive(&d[..k]));
+
+    pub fn size(&self) -> usize {
+        self.size
     }
+
+    /// MTH of the leaves `start..start + len` (`len > 0`). In the RFC's recursion every
+    /// power-of-two subtree starts at a multiple of its size, so it is a stored hash; other
+    /// ranges split as the RFC says.
+    fn root_of(&self, start: usize, len: usize) -> Hash {
+        if len.is_power_of_two() {
+            let level = len.trailing_zeros() as usize;
+            return self.levels[level][start >> level];
+        }
+        let k = split_point(len);
+        node_hash(&self.root_of(start, k), &self.root_of(start + k, len - k))
+    }
+
+    /// The root of the whole tree.
+    pub fn root(&self) -> Hash {
+        if self.size == 0 {
+            crate::merkle::empty_root()
+        } else {
+            self.root_of(0, self.size)
+        }
+    }
+
+    /// PATH(m, D[n]) of RFC 9162 §2.1.3.1: the audit path of leaf `m`, bottom up. `None`
+    /// when `m` is not a leaf index.
+    pub fn inclusion_path(&self, m: usize) -> Option<Vec<Hash>> {
+        if m >= self.size {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.path(0, self.size, m, &mut out);
+        Some(out)
+    }
+
+    fn path(&self, start: usize, n: usize, m: usize, out: &mut Vec<Hash>) {
+        if n <= 1 {
+            return;
+        }
+        let k = split_point(n);
+        if m < k {
+            self.path(start, k, m, out);
+            out.push(self.root_of(start + k, n - k));
+        } else {
+            self.path(start + k, n - k, m - k, out);
+            out.push(self.root_of(start, k));
+        }
+    }
+
+    /// PROOF(m, D[n]) of RFC 9162 §2.1.4.1: that the first `m` leaves are a prefix of the
+    /// tree. `None` unless `0 < m ≤ n`.
+    pub fn consistency_path(&self, m: usize) -> Option<Vec<Hash>> {
+        if m == 0 || m > self.size {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.subproof(m, 0, self.size, true, &mut out);
+        Some(out)
+    }
+
+    fn subproof(&self, m: usize, start: usize, n: usize, b: bool, out: &mut Vec<Hash>) {
+        if m == n {
+            if !b {
+                out.push(self.root_of(start, n));
+            }
+            return;
+        }
+        let k = split_point(n);
+        if m <= k {
+            self.subproof(m, start, k, b, out);
+            out.push(self.root_of(start + k, n - k));
+        } else {
+            self.subproof(m - k, start + k, n - k, false, out);
+            out.push(self.root_of(start, k));
+        }
+    }
+}
+
+/// PATH(m, D[n]) of RFC 9162 §2.1.3.1 for one leaf (see [`MerkleTree`] for many).
+pub fn inclusion_path(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
+    MerkleTree::new(leaves).inclusion_path(m)
+}
+
+/// PROOF(m, D[n]) of RFC 9162 §2.1.4.1 (see [`MerkleTree`]).
+pub fn consistency_path(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
+    MerkleTree::new(leaves).consistency_path(m)
 }
 
 /// RFC 9162 §2.1.3.2: does `path` prove that `leaf_hash` is leaf `index` of the tree of
@@ -146,25 +198,17 @@ pub fn verify_consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merkle::leaf_hash;
+    use crate::merkle::{leaf_hash, root_recursive};
 
     fn leaves(n: usize) -> Vec<Hash> {
         (0..n as u32).map(|i| leaf_hash(&i.to_be_bytes())).collect()
     }
 
-    /// The RFC 6962 reference leaves used by Certificate Transparency's implementations.
     fn reference_leaves() -> Vec<Hash> {
-        let inputs: [&[u8]; 8] = [
-            b"",
-            b"\x00",
-            b"\x10",
-            b"\x20\x21",
-            b"\x30\x31",
-            b"\x40\x41\x42\x43",
-            b"\x50\x51\x52\x53\x54\x55\x56\x57",
-            b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
-        ];
-        inputs.iter().map(|i| leaf_hash(i)).collect()
+        crate::merkle::REFERENCE_INPUTS
+            .iter()
+            .map(|i| leaf_hash(i))
+            .collect()
     }
 
     fn h(s: &str) -> Hash {
