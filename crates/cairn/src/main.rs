@@ -3,6 +3,7 @@
 //! This crate wires the library crates to the command line (arguments, files, progress,
 //! exit codes). It holds no format, storage or verification logic of its own.
 
+mod alloc;
 mod audit;
 mod bundle;
 mod http;
@@ -12,11 +13,6 @@ mod keyset;
 mod seal;
 mod serve;
 mod verify_result;
-
-// glibc malloc serialises on an arena lock when one thread frees what another allocated
-// (parsed events cross from the reader thread to the sealer): ~25% of seal time in profiles.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -201,6 +197,9 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if !matches!(cli.command, Command::Ingest(_) | Command::Serve(_)) {
+        alloc::tune_for_batch();
+    }
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args, &rt),
         command => rt.block_on(run(command)),

@@ -330,6 +330,14 @@ fn writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled(ColumnPath::from("stream_offset"), false)
         .set_column_dictionary_enabled(ColumnPath::from("occurred_at"), false)
         .set_column_dictionary_enabled(ColumnPath::new(vec!["actor".into(), "ip".into()]), false)
+        // Mostly distinct too (issue 13): without a dictionary, encoding 100k-event segments
+        // of scripts/gen_events.py's events took 2–3% less time and the files were 1.5%
+        // smaller (6 rounds of 3 segments).
+        .set_column_dictionary_enabled(ColumnPath::new(vec!["resource".into(), "id".into()]), false)
+        .set_column_dictionary_enabled(
+            ColumnPath::new(vec!["details".into(), "entries".into(), "values".into()]),
+            false,
+        )
         // Format v3: a split-block bloom filter per row group on `event_id`, so that finding one
         // event (`cairn prove`, the query service's point lookups) skips the row groups and
         // segments that do not hold it. parquet-rs sizes it for a full row group and folds it

@@ -1,9 +1,11 @@
 //! The JSONL file source: one event per line, the 1-based line number as the offset.
 //!
-//! A reader thread reads and validates lines and sends them in bounded chunks to the sealer on
-//! the async side, so parsing overlaps with Arrow building, hashing, Parquet encoding and
-//! storage. Memory is bounded by the channel depth plus one open segment. Sealing resumes after
-//! the newest manifest: lines before it are skipped.
+//! A reader thread cuts the input into chunks of lines and deals them round-robin to parser
+//! threads (one per core), which validate and leaf-hash them; the sealer on the async side takes
+//! the parsed chunks back in input order (chunk i from parser i mod n), so parsing runs on every
+//! core and overlaps with Arrow building, Parquet encoding and storage. Memory is bounded by
+//! the channel depths plus one open segment. Sealing resumes after the newest manifest: lines
+//! before it are skipped.
 //!
 //! Invariant: a rejected line is written to the rejects target and made durable (fsync of a
 //! regular file) before any manifest that lists its offset as rejected is written, so every
@@ -80,6 +82,72 @@ enum Item {
 
 const CHUNK: usize = 4096;
 
+/// Raw lines of one chunk, back to back, with where each ends and the first one's offset.
+struct RawChunk {
+    first: i64,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// The parser threads: chunk i goes to parser i mod n and comes back on its channel, so the
+/// sealer reads the channels in turn to get the input's order back.
+struct Parsers {
+    outputs: Vec<tokio::sync::mpsc::Receiver<Vec<Item>>>,
+    next: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Parsers {
+    fn spawn(
+        stream: &Arc<StreamId>,
+    ) -> std::io::Result<(Self, Vec<std::sync::mpsc::SyncSender<RawChunk>>)> {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+        let mut parsers = Parsers {
+            outputs: Vec::with_capacity(n),
+            next: 0,
+            threads: Vec::with_capacity(n),
+        };
+        let mut inputs = Vec::with_capacity(n);
+        for i in 0..n {
+            let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawChunk>(2);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Item>>(4);
+            let stream = Arc::clone(stream);
+            let thread = std::thread::Builder::new()
+                .name(format!("cairn-parse-{i}"))
+                .spawn(move || {
+                    let mut leaf_buf = Vec::with_capacity(1024);
+                    while let Ok(raw) = raw_rx.recv() {
+                        let items = parse_chunk(&stream, &raw, &mut leaf_buf);
+                        if tx.blocking_send(items).is_err() {
+                            return; // the sealer stopped; it reports why
+                        }
+                    }
+                })?;
+            parsers.outputs.push(rx);
+            parsers.threads.push(thread);
+            inputs.push(raw_tx);
+        }
+        Ok((parsers, inputs))
+    }
+
+    /// The next chunk in input order; `None` at the end of the input (or when a parser thread
+    /// died: `join` says so).
+    async fn recv(&mut self) -> Option<Vec<Item>> {
+        let i = self.next;
+        self.next = (i + 1) % self.outputs.len();
+        self.outputs[i].recv().await
+    }
+
+    fn join(self) -> std::io::Result<()> {
+        drop(self.outputs);
+        for t in self.threads {
+            t.join()
+                .map_err(|_| std::io::Error::other("a parser thread panicked"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Seals `input` into `sealer`'s stream, sending rejects to `rejects` and calling `progress`
 /// after every chunk of lines. Flushes the last segment before returning.
 pub async fn seal_file(
@@ -101,11 +169,10 @@ pub async fn seal_file(
         ..Default::default()
     };
     let mut rejects = Rejects::new(rejects);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(8);
-    let reader_stream = Arc::new(stream.clone());
+    let (mut parsers, inputs) = Parsers::spawn(&Arc::new(stream.clone())).map_err(input_err)?;
     let reader = std::thread::Builder::new()
         .name("cairn-reader".into())
-        .spawn(move || read_lines(file, reader_stream, resume, tx))
+        .spawn(move || read_lines(file, resume, inputs))
         .map_err(input_err)?;
     let done = |sealed: Vec<SealedSegment>, summary: &mut FileSummary| {
         for s in sealed {
@@ -115,7 +182,7 @@ pub async fn seal_file(
             }
         }
     };
-    while let Some(chunk) = rx.recv().await {
+    while let Some(chunk) = parsers.recv().await {
         for item in chunk {
             summary.progress.lines += 1;
             let sealed = match item {
@@ -139,6 +206,9 @@ pub async fn seal_file(
         }
         progress(&summary.progress);
     }
+    // Parsers first: that drops their output channels, so a reader blocked on a parser that
+    // can no longer deliver (another one died) is released.
+    parsers.join().map_err(input_err)?;
     reader
         .join()
         .map_err(|_| input_err(std::io::Error::other("the reader thread panicked")))?
@@ -151,41 +221,72 @@ pub async fn seal_file(
 
 fn read_lines(
     file: std::fs::File,
-    stream: Arc<StreamId>,
     skip_before: i64,
-    tx: tokio::sync::mpsc::Sender<Vec<Item>>,
+    parsers: Vec<std::sync::mpsc::SyncSender<RawChunk>>,
 ) -> std::io::Result<()> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::with_capacity(1024);
     let mut offset: i64 = 0;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut leaf_buf = Vec::with_capacity(1024);
+    let new_chunk = |first| RawChunk {
+        first,
+        bytes: Vec::with_capacity(CHUNK * 512),
+        ends: Vec::with_capacity(CHUNK),
+    };
+    let mut chunk = new_chunk(skip_before.max(1));
+    let mut sent = 0usize;
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let start = chunk.bytes.len();
+        if reader.read_until(b'\n', &mut chunk.bytes)? == 0 {
             break;
         }
         offset += 1;
         if offset < skip_before {
+            chunk.bytes.truncate(start);
             continue;
         }
-        chunk.push(item(&stream, offset, &line, &mut leaf_buf));
-        if chunk.len() == CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            if tx.blocking_send(full).is_err() {
+        chunk.ends.push(chunk.bytes.len());
+        if chunk.ends.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, new_chunk(offset + 1));
+            if parsers[sent % parsers.len()].send(full).is_err() {
                 return Ok(()); // the sealer stopped; it reports why
             }
+            sent += 1;
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(chunk);
+    if !chunk.ends.is_empty() {
+        let _ = parsers[sent % parsers.len()].send(chunk);
     }
     Ok(())
 }
 
-/// One line (with its newline), validated.
-fn item(stream: &Arc<StreamId>, offset: i64, line: &[u8], leaf_buf: &mut Vec<u8>) -> Item {
-    let len = line.len();
+/// One chunk's lines, validated and leaf-hashed, in order.
+fn parse_chunk(stream: &Arc<StreamId>, raw: &RawChunk, leaf_buf: &mut Vec<u8>) -> Vec<Item> {
+    let mut items = Vec::with_capacity(raw.ends.len());
+    let mut start = 0;
+    for (i, &end) in raw.ends.iter().enumerate() {
+        let (offset, line) = (raw.first + i as i64, &raw.bytes[start..end]);
+        start = end;
+        let prepared = parse_line(offset, line).and_then(|event| {
+            PreparedEvent::new(stream, offset, event, leaf_buf).map_err(|e| {
+                let e = EventError::Field {
+                    field: ".".into(),
+                    message: e.to_string(),
+                };
+                format!("line {offset}: {e}")
+            })
+        });
+        items.push(match prepared {
+            Ok(event) => Item::Event {
+                event,
+                len: line.len(),
+            },
+            Err(reason) => rejected(offset, line, reason),
+        });
+    }
+    items
+}
+
+/// The line without its line ending.
+fn body(line: &[u8]) -> &[u8] {
     let mut body = line;
     if let Some(b) = body.strip_suffix(b"\n") {
         body = b;
@@ -193,32 +294,28 @@ fn item(stream: &Arc<StreamId>, offset: i64, line: &[u8], leaf_buf: &mut Vec<u8>
     if let Some(b) = body.strip_suffix(b"\r") {
         body = b;
     }
+    body
+}
+
+fn rejected(offset: i64, line: &[u8], reason: String) -> Item {
+    Item::Rejected {
+        offset,
+        len: line.len(),
+        reason,
+        raw: body(line).to_vec(),
+    }
+}
+
+/// One line (with its newline), validated: the event, or why the line is rejected.
+fn parse_line(offset: i64, line: &[u8]) -> Result<AuditEvent, String> {
+    let body = body(line);
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Item::Rejected {
-            offset,
-            len,
-            reason: format!("line {offset}: empty line"),
-            raw: body.to_vec(),
-        };
+        return Err(format!("line {offset}: empty line"));
     }
-    let prepared = AuditEvent::from_json(body).and_then(|event| {
-        PreparedEvent::new(stream, offset, event, leaf_buf).map_err(|e| EventError::Field {
-            field: ".".into(),
-            message: e.to_string(),
-        })
-    });
-    match prepared {
-        Ok(event) => Item::Event { event, len },
-        Err(e) => Item::Rejected {
-            offset,
-            len,
-            reason: match e {
-                EventError::Json(m) => format!("line {offset}: not valid JSON: {m}"),
-                e => format!("line {offset}: {e}"),
-            },
-            raw: body.to_vec(),
-        },
-    }
+    AuditEvent::from_json(body).map_err(|e| match e {
+        EventError::Json(m) => format!("line {offset}: not valid JSON: {m}"),
+        e => format!("line {offset}: {e}"),
+    })
 }
 
 /// The rejects target, opened on the first reject.
