@@ -66,6 +66,9 @@ pub async fn run(args: SealArgs) -> anyhow::Result<u8> {
         max_events: args.segment_events,
         max_bytes: args.segment_bytes,
         max_age: None,
+        // Two segments encode while the parser threads fill the third (issue 13: on two cores
+        // one encoder was the slowest stage of the pipeline).
+        encoders: 2,
     };
     let sealer = StreamSealer::open(store.clone(), key, stream.clone(), limits).await?;
     if let Some(line) = sealer.resume_offset().filter(|l| *l > 1) {

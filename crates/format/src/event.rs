@@ -4,6 +4,7 @@
 //! fields, wrong types, missing required fields, malformed UUIDs, timestamps or IPs are all
 //! errors that name the field.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -121,29 +122,157 @@ pub struct AuditEvent {
     pub details: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEvent {
-    event_id: String,
-    occurred_at: String,
-    tenant: String,
-    actor: Actor,
-    action: String,
-    resource: Resource,
-    outcome: Outcome,
-    source: String,
-    sensitivity: Sensitivity,
-    #[serde(default, deserialize_with = "unique_details")]
-    details: Option<BTreeMap<String, String>>,
+/// A validated event borrowing its strings: from the JSON line it was parsed from
+/// ([`AuditEvent::with_json`]: escape-free strings are not copied) or from an [`AuditEvent`]
+/// ([`AuditEvent::view`]). The parser threads turn these into Arrow rows directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventView<'a> {
+    pub event_id: &'a str,
+    pub occurred_at_us: i64,
+    pub tenant: &'a str,
+    pub actor_id: &'a str,
+    pub actor_type: &'a str,
+    pub actor_ip: Option<&'a str>,
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub outcome: Outcome,
+    pub source: &'a str,
+    pub sensitivity: Sensitivity,
+    /// Sorted by key bytes; keys are unique.
+    pub details: Option<Vec<(&'a str, &'a str)>>,
 }
 
-/// `details` as a map, refusing duplicate keys (a plain map would silently keep the last).
-fn unique_details<'de, D: serde::Deserializer<'de>>(
+impl AuditEvent {
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            event_id: &self.event_id,
+            occurred_at_us: self.occurred_at_us,
+            tenant: &self.tenant,
+            actor_id: &self.actor.id,
+            actor_type: &self.actor.kind,
+            actor_ip: self.actor.ip.as_deref(),
+            action: &self.action,
+            resource_type: &self.resource.kind,
+            resource_id: &self.resource.id,
+            outcome: self.outcome,
+            source: &self.source,
+            sensitivity: self.sensitivity,
+            details: self
+                .details
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+        }
+    }
+}
+
+impl EventView<'_> {
+    pub fn to_owned_event(&self) -> AuditEvent {
+        AuditEvent {
+            event_id: self.event_id.to_string(),
+            occurred_at_us: self.occurred_at_us,
+            tenant: self.tenant.to_string(),
+            actor: Actor {
+                id: self.actor_id.to_string(),
+                kind: self.actor_type.to_string(),
+                ip: self.actor_ip.map(str::to_string),
+            },
+            action: self.action.to_string(),
+            resource: Resource {
+                kind: self.resource_type.to_string(),
+                id: self.resource_id.to_string(),
+            },
+            outcome: self.outcome,
+            source: self.source.to_string(),
+            sensitivity: self.sensitivity,
+            details: self.details.as_ref().map(|d| {
+                d.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+struct JsonStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonStr<'de>;
+            // The same words as `String`'s, so error messages did not change with borrowing.
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActor<'a> {
+    #[serde(borrow)]
+    id: JsonStr<'a>,
+    #[serde(rename = "type", borrow)]
+    kind: JsonStr<'a>,
+    #[serde(default, borrow)]
+    ip: Option<JsonStr<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: JsonStr<'a>,
+    #[serde(borrow)]
+    id: JsonStr<'a>,
+}
+
+type RawDetails<'a> = Vec<(JsonStr<'a>, JsonStr<'a>)>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    event_id: JsonStr<'a>,
+    #[serde(borrow)]
+    occurred_at: JsonStr<'a>,
+    #[serde(borrow)]
+    tenant: JsonStr<'a>,
+    #[serde(borrow)]
+    actor: RawActor<'a>,
+    #[serde(borrow)]
+    action: JsonStr<'a>,
+    #[serde(borrow)]
+    resource: RawResource<'a>,
+    outcome: Outcome,
+    #[serde(borrow)]
+    source: JsonStr<'a>,
+    sensitivity: Sensitivity,
+    #[serde(default, borrow, deserialize_with = "unique_details")]
+    details: Option<RawDetails<'a>>,
+}
+
+/// `details` as entries sorted by key, refusing duplicate keys (a plain map would silently
+/// keep the last).
+fn unique_details<'de: 'a, 'a, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+) -> Result<Option<RawDetails<'a>>, D::Error> {
     struct Unique;
     impl<'de> serde::de::Visitor<'de> for Unique {
-        type Value = Option<BTreeMap<String, String>>;
+        type Value = Option<RawDetails<'de>>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a map of strings to strings, or null")
         }
@@ -160,12 +289,16 @@ fn unique_details<'de, D: serde::Deserializer<'de>>(
             self,
             mut a: A,
         ) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some((k, v)) = a.next_entry::<String, String>()? {
-                if out.contains_key(&k) {
-                    return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
-                }
-                out.insert(k, v);
+            let mut out: RawDetails<'de> = Vec::new();
+            while let Some((k, v)) = a.next_entry::<JsonStr<'de>, JsonStr<'de>>()? {
+                out.push((k, v));
+            }
+            out.sort_by(|x, y| x.0.0.as_bytes().cmp(y.0.0.as_bytes()));
+            if let Some(w) = out.windows(2).find(|w| w[0].0.0 == w[1].0.0) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key `{}`",
+                    w[0].0.0
+                )));
             }
             Ok(Some(out))
         }
@@ -195,12 +328,21 @@ fn field_err(field: &str, message: impl Into<String>) -> EventError {
 impl AuditEvent {
     /// Parses and validates one JSON object (one line of a JSONL file).
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
+        Self::with_json(bytes, |v| v.to_owned_event())
+    }
+
+    /// Parses and validates one JSON object and hands `f` the event, borrowing the input's
+    /// strings: no owned copy is made of what `f` does not keep.
+    pub fn with_json<R>(
+        bytes: &[u8],
+        f: impl FnOnce(&EventView<'_>) -> R,
+    ) -> Result<R, EventError> {
         // Fast path without path tracking; re-parse with it only to explain an error.
-        if let Ok(raw) = serde_json::from_slice::<RawEvent>(bytes) {
-            return raw.validate();
+        if let Ok(raw) = serde_json::from_slice::<RawEvent<'_>>(bytes) {
+            return raw.validate(f);
         }
         let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawEvent = match serde_path_to_error::deserialize(de) {
+        let raw: RawEvent<'_> = match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,
             Err(e) => {
                 let path = e.path().to_string();
@@ -223,7 +365,7 @@ impl AuditEvent {
                 });
             }
         };
-        raw.validate()
+        raw.validate(f)
     }
 }
 
@@ -310,35 +452,43 @@ pub fn parse_canonical_timestamp(s: &str) -> Option<i64> {
     (format_micros(us).as_deref() == Some(s)).then_some(us)
 }
 
-impl RawEvent {
-    fn validate(self) -> Result<AuditEvent, EventError> {
-        uuid::Uuid::try_parse(&self.event_id)
-            .map_err(|_| field_err("event_id", format!("{:?} is not a UUID", self.event_id)))?;
+impl RawEvent<'_> {
+    fn validate<R>(&self, f: impl FnOnce(&EventView<'_>) -> R) -> Result<R, EventError> {
+        let event_id: &str = &self.event_id.0;
+        uuid::Uuid::try_parse(event_id)
+            .map_err(|_| field_err("event_id", format!("{event_id:?} is not a UUID")))?;
         let occurred_at_us =
-            parse_rfc3339_micros(&self.occurred_at).map_err(|m| field_err("occurred_at", m))?;
-        non_empty("tenant", &self.tenant)?;
-        non_empty("actor.id", &self.actor.id)?;
-        non_empty("actor.type", &self.actor.kind)?;
-        if let Some(ip) = &self.actor.ip {
+            parse_rfc3339_micros(&self.occurred_at.0).map_err(|m| field_err("occurred_at", m))?;
+        let v = EventView {
+            event_id,
+            occurred_at_us,
+            tenant: &self.tenant.0,
+            actor_id: &self.actor.id.0,
+            actor_type: &self.actor.kind.0,
+            actor_ip: self.actor.ip.as_ref().map(|ip| &*ip.0),
+            action: &self.action.0,
+            resource_type: &self.resource.kind.0,
+            resource_id: &self.resource.id.0,
+            outcome: self.outcome,
+            source: &self.source.0,
+            sensitivity: self.sensitivity,
+            details: self
+                .details
+                .as_ref()
+                .map(|d| d.iter().map(|(k, v)| (&*k.0, &*v.0)).collect()),
+        };
+        non_empty("tenant", v.tenant)?;
+        non_empty("actor.id", v.actor_id)?;
+        non_empty("actor.type", v.actor_type)?;
+        if let Some(ip) = v.actor_ip {
             ip.parse::<std::net::IpAddr>()
                 .map_err(|_| field_err("actor.ip", format!("{ip:?} is not an IP address")))?;
         }
-        non_empty("action", &self.action)?;
-        non_empty("resource.type", &self.resource.kind)?;
-        non_empty("resource.id", &self.resource.id)?;
-        non_empty("source", &self.source)?;
-        Ok(AuditEvent {
-            event_id: self.event_id,
-            occurred_at_us,
-            tenant: self.tenant,
-            actor: self.actor,
-            action: self.action,
-            resource: self.resource,
-            outcome: self.outcome,
-            source: self.source,
-            sensitivity: self.sensitivity,
-            details: self.details,
-        })
+        non_empty("action", v.action)?;
+        non_empty("resource.type", v.resource_type)?;
+        non_empty("resource.id", v.resource_id)?;
+        non_empty("source", v.source)?;
+        Ok(f(&v))
     }
 }
 
@@ -408,6 +558,29 @@ mod tests {
         );
         assert!(matches!(err("{not json"), EventError::Json(_)));
         assert!(matches!(err(""), EventError::Json(_)));
+    }
+
+    /// Issue 13: the parser threads build rows from the line's own bytes; escaped strings
+    /// (which cannot be borrowed) still come out decoded, and both agree with `from_json`.
+    #[test]
+    fn with_json_borrows_plain_strings_and_decodes_escaped_ones() {
+        let escaped = GOOD.replace(r#""tenant":"acme""#, r#""tenant":"ac\"me""#);
+        for json in [GOOD.to_string(), escaped] {
+            let bytes = json.as_bytes();
+            let owned = AuditEvent::from_json(bytes).unwrap();
+            let within = |s: &str| bytes.as_ptr_range().contains(&s.as_ptr());
+            AuditEvent::with_json(bytes, |v| {
+                assert_eq!(*v, owned.view());
+                assert!(within(v.event_id) && within(v.action) && within(v.actor_ip.unwrap()));
+                assert_eq!(within(v.tenant), !v.tenant.contains('"'), "{}", v.tenant);
+                assert_eq!(v.details.as_deref(), Some(&[("a", "1"), ("b", "2")][..]));
+            })
+            .unwrap();
+        }
+        assert!(
+            AuditEvent::with_json(GOOD.replace("acme", "").as_bytes(), |_| ()).is_err(),
+            "validated before f sees it"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! map(m)  = u32(count) ‖ (str(key) ‖ str(value))*, keys strictly ascending by bytes
 //! ```
 
-use crate::event::{AuditEvent, StreamId};
+use crate::event::{AuditEvent, EventView, StreamId};
 
 pub const LEAF_VERSION: u8 = 1;
 
@@ -117,28 +117,34 @@ pub fn event_leaf(
     e: &AuditEvent,
     out: &mut Vec<u8>,
 ) -> Result<(), LeafError> {
-    let details: Option<Vec<(&str, &str)>> = e
-        .details
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect());
+    view_leaf(stream, offset, &e.view(), out)
+}
+
+/// Leaf bytes of a validated event, borrowed, at `offset` of `stream`.
+pub fn view_leaf(
+    stream: &StreamId,
+    offset: i64,
+    e: &EventView<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), LeafError> {
     encode_leaf(
         &LeafFields {
             stream_id: &stream.source,
             partition: stream.partition,
             offset,
-            event_id: &e.event_id,
+            event_id: e.event_id,
             occurred_at_us: e.occurred_at_us,
-            tenant: &e.tenant,
-            actor_id: &e.actor.id,
-            actor_type: &e.actor.kind,
-            actor_ip: e.actor.ip.as_deref(),
-            action: &e.action,
-            resource_type: &e.resource.kind,
-            resource_id: &e.resource.id,
+            tenant: e.tenant,
+            actor_id: e.actor_id,
+            actor_type: e.actor_type,
+            actor_ip: e.actor_ip,
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
             outcome: e.outcome.as_str(),
-            source: &e.source,
+            source: e.source,
             sensitivity: e.sensitivity.as_str(),
-            details: details.as_deref(),
+            details: e.details.as_deref(),
         },
         out,
     )

@@ -19,7 +19,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::event::{AuditEvent, StreamId};
+use crate::event::{AuditEvent, EventView, StreamId};
 use crate::leaf::{LeafError, event_leaf};
 use crate::merkle::{Hash, MerkleBuilder, leaf_hash};
 
@@ -143,9 +143,8 @@ pub struct SegmentStats {
     pub tenants: Vec<String>,
 }
 
-/// Accumulates one segment's events (in offset order) as Arrow columns.
-pub struct SegmentBuilder {
-    stream: StreamId,
+/// The Arrow columns of events, one row appended at a time.
+pub(crate) struct ColumnsBuilder {
     stream_id: StringBuilder,
     partition: Int32Builder,
     offset: Int64Builder,
@@ -162,18 +161,12 @@ pub struct SegmentBuilder {
     source: StringBuilder,
     sensitivity: StringBuilder,
     details: MapBuilder<StringBuilder, StringBuilder>,
-    merkle: MerkleBuilder,
-    tenants: BTreeSet<String>,
-    min_ts: Option<i64>,
-    max_ts: Option<i64>,
-    last_offset: Option<i64>,
-    leaf_buf: Vec<u8>,
+    rows: usize,
 }
 
-impl SegmentBuilder {
-    pub fn new(stream: StreamId) -> Self {
-        SegmentBuilder {
-            stream,
+impl ColumnsBuilder {
+    pub(crate) fn new() -> Self {
+        ColumnsBuilder {
             stream_id: StringBuilder::new(),
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
@@ -191,6 +184,105 @@ impl SegmentBuilder {
             sensitivity: StringBuilder::new(),
             details: MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
                 .with_values_field(Field::new("values", DataType::Utf8, false)),
+            rows: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn append(&mut self, stream: &StreamId, offset: i64, e: &EventView<'_>) {
+        self.stream_id.append_value(&stream.source);
+        self.partition.append_value(stream.partition);
+        self.offset.append_value(offset);
+        self.event_id.append_value(e.event_id);
+        self.occurred_at.append_value(e.occurred_at_us);
+        self.tenant.append_value(e.tenant);
+        self.actor_id.append_value(e.actor_id);
+        self.actor_type.append_value(e.actor_type);
+        self.actor_ip.append_option(e.actor_ip);
+        self.action.append_value(e.action);
+        self.resource_type.append_value(e.resource_type);
+        self.resource_id.append_value(e.resource_id);
+        self.outcome.append_value(e.outcome.as_str());
+        self.source.append_value(e.source);
+        self.sensitivity.append_value(e.sensitivity.as_str());
+        match &e.details {
+            None => self.details.append(false).expect("map builder append"),
+            Some(m) => {
+                for (k, v) in m {
+                    self.details.keys().append_value(k);
+                    self.details.values().append_value(v);
+                }
+                self.details.append(true).expect("map builder append");
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The rows appended so far as one batch; the builder starts empty again.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, SegmentError> {
+        self.rows = 0;
+        let actor = StructArray::try_new(
+            actor_fields(),
+            vec![
+                Arc::new(self.actor_id.finish()) as ArrayRef,
+                Arc::new(self.actor_type.finish()),
+                Arc::new(self.actor_ip.finish()),
+            ],
+            None,
+        )?;
+        let resource = StructArray::try_new(
+            resource_fields(),
+            vec![
+                Arc::new(self.resource_type.finish()) as ArrayRef,
+                Arc::new(self.resource_id.finish()),
+            ],
+            None,
+        )?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.stream_id.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.occurred_at.finish()),
+            Arc::new(self.tenant.finish()),
+            Arc::new(actor),
+            Arc::new(self.action.finish()),
+            Arc::new(resource),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.sensitivity.finish()),
+            Arc::new(self.details.finish()),
+        ];
+        Ok(RecordBatch::try_new(arrow_schema(), columns)?)
+    }
+}
+
+/// Accumulates one segment's events (in offset order) as Arrow columns: one event at a time
+/// ([`SegmentBuilder::push`], [`SegmentBuilder::push_prepared`]) or runs of rows that parser
+/// threads already turned into columns ([`SegmentBuilder::push_chunk`]).
+pub struct SegmentBuilder {
+    stream: StreamId,
+    /// Rows pushed one at a time since the last chunk.
+    columns: ColumnsBuilder,
+    /// Batches in row order: finished `columns` and slices of chunks.
+    parts: Vec<RecordBatch>,
+    merkle: MerkleBuilder,
+    tenants: BTreeSet<String>,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+    last_offset: Option<i64>,
+    leaf_buf: Vec<u8>,
+}
+
+impl SegmentBuilder {
+    pub fn new(stream: StreamId) -> Self {
+        SegmentBuilder {
+            stream,
+            columns: ColumnsBuilder::new(),
+            parts: Vec::new(),
             merkle: MerkleBuilder::new(),
             tenants: BTreeSet::new(),
             min_ts: None,
@@ -224,87 +316,73 @@ impl SegmentBuilder {
         self.append(p.offset, &p.event, p.leaf_hash);
     }
 
-    fn append(&mut self, offset: i64, e: &AuditEvent, leaf: Hash) {
+    /// Appends rows `rows` of `chunk` (offsets increasing past this segment's last). Panics if
+    /// the chunk was built for another stream.
+    pub fn push_chunk(&mut self, chunk: &EventChunk, rows: std::ops::Range<usize>) {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::TimestampMicrosecondType;
+        assert_eq!(*chunk.stream, self.stream, "chunk built for another stream");
+        if rows.is_empty() {
+            return;
+        }
+        if self.columns.len() > 0 {
+            let done = self
+                .columns
+                .finish()
+                .expect("the segment schema's own columns");
+            self.parts.push(done);
+        }
+        let tenant = chunk.batch.column(5).as_string::<i32>();
+        let occurred = chunk
+            .batch
+            .column(4)
+            .as_primitive::<TimestampMicrosecondType>();
+        for r in rows.clone() {
+            let offset = chunk.offsets[r];
+            self.check_offset(offset);
+            self.merkle.push_leaf_hash(chunk.leaves[r]);
+            self.stats(tenant.value(r), occurred.value(r));
+            self.last_offset = Some(offset);
+        }
+        self.parts.push(chunk.batch.slice(rows.start, rows.len()));
+    }
+
+    fn check_offset(&self, offset: i64) {
         assert!(
             self.last_offset.is_none_or(|l| l < offset),
             "segment offsets must increase: {offset} after {:?}",
             self.last_offset
         );
-        self.merkle.push_leaf_hash(leaf);
+    }
 
-        self.stream_id.append_value(&self.stream.source);
-        self.partition.append_value(self.stream.partition);
-        self.offset.append_value(offset);
-        self.event_id.append_value(&e.event_id);
-        self.occurred_at.append_value(e.occurred_at_us);
-        self.tenant.append_value(&e.tenant);
-        self.actor_id.append_value(&e.actor.id);
-        self.actor_type.append_value(&e.actor.kind);
-        self.actor_ip.append_option(e.actor.ip.as_deref());
-        self.action.append_value(&e.action);
-        self.resource_type.append_value(&e.resource.kind);
-        self.resource_id.append_value(&e.resource.id);
-        self.outcome.append_value(e.outcome.as_str());
-        self.source.append_value(&e.source);
-        self.sensitivity.append_value(e.sensitivity.as_str());
-        match &e.details {
-            None => self.details.append(false).expect("map builder append"),
-            Some(m) => {
-                for (k, v) in m {
-                    self.details.keys().append_value(k);
-                    self.details.values().append_value(v);
-                }
-                self.details.append(true).expect("map builder append");
-            }
+    fn stats(&mut self, tenant: &str, occurred_at_us: i64) {
+        if !self.tenants.contains(tenant) {
+            self.tenants.insert(tenant.to_string());
         }
-        if !self.tenants.contains(&e.tenant) {
-            self.tenants.insert(e.tenant.clone());
-        }
-        self.min_ts = Some(
-            self.min_ts
-                .map_or(e.occurred_at_us, |m| m.min(e.occurred_at_us)),
-        );
-        self.max_ts = Some(
-            self.max_ts
-                .map_or(e.occurred_at_us, |m| m.max(e.occurred_at_us)),
-        );
+        let t = occurred_at_us;
+        self.min_ts = Some(self.min_ts.map_or(t, |m| m.min(t)));
+        self.max_ts = Some(self.max_ts.map_or(t, |m| m.max(t)));
+    }
+
+    fn append(&mut self, offset: i64, e: &AuditEvent, leaf: Hash) {
+        self.check_offset(offset);
+        self.merkle.push_leaf_hash(leaf);
+        self.columns.append(&self.stream, offset, &e.view());
+        self.stats(&e.tenant, e.occurred_at_us);
         self.last_offset = Some(offset);
     }
 
     pub fn finish(mut self) -> Result<(RecordBatch, SegmentStats), SegmentError> {
-        let actor = StructArray::try_new(
-            actor_fields(),
-            vec![
-                Arc::new(self.actor_id.finish()) as ArrayRef,
-                Arc::new(self.actor_type.finish()),
-                Arc::new(self.actor_ip.finish()),
-            ],
-            None,
-        )?;
-        let resource = StructArray::try_new(
-            resource_fields(),
-            vec![
-                Arc::new(self.resource_type.finish()) as ArrayRef,
-                Arc::new(self.resource_id.finish()),
-            ],
-            None,
-        )?;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.stream_id.finish()),
-            Arc::new(self.partition.finish()),
-            Arc::new(self.offset.finish()),
-            Arc::new(self.event_id.finish()),
-            Arc::new(self.occurred_at.finish()),
-            Arc::new(self.tenant.finish()),
-            Arc::new(actor),
-            Arc::new(self.action.finish()),
-            Arc::new(resource),
-            Arc::new(self.outcome.finish()),
-            Arc::new(self.source.finish()),
-            Arc::new(self.sensitivity.finish()),
-            Arc::new(self.details.finish()),
-        ];
-        let batch = RecordBatch::try_new(arrow_schema(), columns)?;
+        if self.columns.len() > 0 || self.parts.is_empty() {
+            let done = self.columns.finish()?;
+            self.parts.push(done);
+        }
+        // One batch, however the rows arrived: the Parquet bytes depend only on the events.
+        let batch = if self.parts.len() == 1 {
+            self.parts.pop().expect("one part")
+        } else {
+            arrow_select::concat::concat_batches(&arrow_schema(), &self.parts)?
+        };
         let stats = SegmentStats {
             event_count: self.merkle.size(),
             merkle_root: self.merkle.root(),
@@ -330,14 +408,6 @@ fn writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled(ColumnPath::from("stream_offset"), false)
         .set_column_dictionary_enabled(ColumnPath::from("occurred_at"), false)
         .set_column_dictionary_enabled(ColumnPath::new(vec!["actor".into(), "ip".into()]), false)
-        // Mostly distinct too (issue 13): without a dictionary, encoding 100k-event segments
-        // of scripts/gen_events.py's events took 2–3% less time and the files were 1.5%
-        // smaller (6 rounds of 3 segments).
-        .set_column_dictionary_enabled(ColumnPath::new(vec!["resource".into(), "id".into()]), false)
-        .set_column_dictionary_enabled(
-            ColumnPath::new(vec!["details".into(), "entries".into(), "values".into()]),
-            false,
-        )
         // Format v3: a split-block bloom filter per row group on `event_id`, so that finding one
         // event (`cairn prove`, the query service's point lookups) skips the row groups and
         // segments that do not hold it. parquet-rs sizes it for a full row group and folds it
@@ -356,7 +426,9 @@ pub fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>, SegmentError> {
     Ok(out)
 }
 
+mod chunk;
 mod read;
+pub use chunk::{ChunkBuilder, EventChunk};
 pub use read::{EventIdFilter, may_hold_event_id, scan_segment};
 
 #[cfg(test)]

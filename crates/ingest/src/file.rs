@@ -1,9 +1,10 @@
 //! The JSONL file source: one event per line, the 1-based line number as the offset.
 //!
 //! A reader thread cuts the input into chunks of lines and deals them round-robin to parser
-//! threads (one per core), which validate and leaf-hash them; the sealer on the async side takes
-//! the parsed chunks back in input order (chunk i from parser i mod n), so parsing runs on every
-//! core and overlaps with Arrow building, Parquet encoding and storage. Memory is bounded by
+//! threads (one per core), which validate them and turn the events into Arrow rows with their
+//! leaf hashes ([`EventChunk`]); the sealer on the async side takes the parsed chunks back in
+//! input order (chunk i from parser i mod n) and appends runs of rows, so parsing and column
+//! building run on every core and overlap with Parquet encoding and storage. Memory is bounded by
 //! the channel depths plus one open segment. Sealing resumes after the newest manifest: lines
 //! before it are skipped.
 //!
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use cairn_format::event::{AuditEvent, EventError, StreamId};
-use cairn_format::segment::PreparedEvent;
+use cairn_format::event::{AuditEvent, EventError, EventView, StreamId};
+use cairn_format::segment::{ChunkBuilder, EventChunk};
 use cairn_sealer::{SealError, SealedSegment, StreamSealer};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +66,9 @@ pub struct FileSummary {
     pub recovered: Vec<String>,
 }
 
-// Events are the common case; boxing them would add an allocation per line.
-#[allow(clippy::large_enum_variant)]
+/// A parsed line: the next row of its chunk's [`EventChunk`], or rejected.
 enum Item {
     Event {
-        event: PreparedEvent,
         len: usize,
     },
     Rejected {
@@ -89,10 +88,17 @@ struct RawChunk {
     ends: Vec<usize>,
 }
 
+/// A chunk's lines, parsed: its events as Arrow rows with their leaf hashes, and one item per
+/// line in input order.
+struct Parsed {
+    events: EventChunk,
+    items: Vec<Item>,
+}
+
 /// The parser threads: chunk i goes to parser i mod n and comes back on its channel, so the
 /// sealer reads the channels in turn to get the input's order back.
 struct Parsers {
-    outputs: Vec<tokio::sync::mpsc::Receiver<Vec<Item>>>,
+    outputs: Vec<tokio::sync::mpsc::Receiver<Parsed>>,
     next: usize,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -110,15 +116,14 @@ impl Parsers {
         let mut inputs = Vec::with_capacity(n);
         for i in 0..n {
             let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawChunk>(2);
-            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Item>>(4);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Parsed>(4);
             let stream = Arc::clone(stream);
             let thread = std::thread::Builder::new()
                 .name(format!("cairn-parse-{i}"))
                 .spawn(move || {
-                    let mut leaf_buf = Vec::with_capacity(1024);
                     while let Ok(raw) = raw_rx.recv() {
-                        let items = parse_chunk(&stream, &raw, &mut leaf_buf);
-                        if tx.blocking_send(items).is_err() {
+                        let parsed = parse_chunk(&stream, &raw);
+                        if tx.blocking_send(parsed).is_err() {
                             return; // the sealer stopped; it reports why
                         }
                     }
@@ -132,7 +137,7 @@ impl Parsers {
 
     /// The next chunk in input order; `None` at the end of the input (or when a parser thread
     /// died: `join` says so).
-    async fn recv(&mut self) -> Option<Vec<Item>> {
+    async fn recv(&mut self) -> Option<Parsed> {
         let i = self.next;
         self.next = (i + 1) % self.outputs.len();
         self.outputs[i].recv().await
@@ -182,13 +187,15 @@ pub async fn seal_file(
             }
         }
     };
-    while let Some(chunk) = parsers.recv().await {
-        for item in chunk {
+    while let Some(Parsed { events, items }) = parsers.recv().await {
+        // Consecutive events go to the sealer as one run of rows.
+        let (mut row, mut lens) = (0, Vec::with_capacity(events.len()));
+        for item in items {
             summary.progress.lines += 1;
-            let sealed = match item {
-                Item::Event { event, len } => {
+            match item {
+                Item::Event { len } => {
                     summary.progress.events += 1;
-                    sealer.push_prepared(&event, len).await?
+                    lens.push(len);
                 }
                 Item::Rejected {
                     offset,
@@ -196,14 +203,19 @@ pub async fn seal_file(
                     reason,
                     raw,
                 } => {
+                    let run = row..row + lens.len();
+                    done(sealer.push_events(&events, run, &lens).await?, &mut summary);
+                    row += lens.len();
+                    lens.clear();
                     summary.progress.rejected += 1;
                     rejects.write(&stream, offset, &reason, &raw)?;
                     rejects.sync()?;
-                    sealer.push_rejected(offset, len).await?
+                    done(sealer.push_rejected(offset, len).await?, &mut summary);
                 }
-            };
-            done(sealed, &mut summary);
+            }
         }
+        let run = row..row + lens.len();
+        done(sealer.push_events(&events, run, &lens).await?, &mut summary);
         progress(&summary.progress);
     }
     // Parsers first: that drops their output channels, so a reader blocked on a parser that
@@ -258,31 +270,33 @@ fn read_lines(
     Ok(())
 }
 
-/// One chunk's lines, validated and leaf-hashed, in order.
-fn parse_chunk(stream: &Arc<StreamId>, raw: &RawChunk, leaf_buf: &mut Vec<u8>) -> Vec<Item> {
+/// One chunk's lines, validated; the events become Arrow rows with their leaf hashes.
+fn parse_chunk(stream: &Arc<StreamId>, raw: &RawChunk) -> Parsed {
+    let mut events = ChunkBuilder::new(stream);
     let mut items = Vec::with_capacity(raw.ends.len());
     let mut start = 0;
     for (i, &end) in raw.ends.iter().enumerate() {
         let (offset, line) = (raw.first + i as i64, &raw.bytes[start..end]);
         start = end;
-        let prepared = parse_line(offset, line).and_then(|event| {
-            PreparedEvent::new(stream, offset, event, leaf_buf).map_err(|e| {
+        let pushed = parse_line(offset, line, |event| {
+            events.push_view(offset, event).map_err(|e| {
                 let e = EventError::Field {
                     field: ".".into(),
                     message: e.to_string(),
                 };
                 format!("line {offset}: {e}")
             })
-        });
-        items.push(match prepared {
-            Ok(event) => Item::Event {
-                event,
-                len: line.len(),
-            },
+        })
+        .and_then(|pushed| pushed);
+        items.push(match pushed {
+            Ok(()) => Item::Event { len: line.len() },
             Err(reason) => rejected(offset, line, reason),
         });
     }
-    items
+    let events = events
+        .finish()
+        .expect("the segment schema's own columns always make a batch");
+    Parsed { events, items }
 }
 
 /// The line without its line ending.
@@ -306,13 +320,18 @@ fn rejected(offset: i64, line: &[u8], reason: String) -> Item {
     }
 }
 
-/// One line (with its newline), validated: the event, or why the line is rejected.
-fn parse_line(offset: i64, line: &[u8]) -> Result<AuditEvent, String> {
+/// One line (with its newline), validated: `f` of the event (borrowing the line's strings), or
+/// why the line is rejected.
+fn parse_line<R>(
+    offset: i64,
+    line: &[u8],
+    f: impl FnOnce(&EventView<'_>) -> R,
+) -> Result<R, String> {
     let body = body(line);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("line {offset}: empty line"));
     }
-    AuditEvent::from_json(body).map_err(|e| match e {
+    AuditEvent::with_json(body, f).map_err(|e| match e {
         EventError::Json(m) => format!("line {offset}: not valid JSON: {m}"),
         e => format!("line {offset}: {e}"),
     })

@@ -20,12 +20,13 @@
 //! by the first writer that finds none; [`ensure_origin`]). Depends on format and store only;
 //! never on ingest, query or verify.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_format::event::StreamId;
 use cairn_format::segment::{
-    PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet,
+    EventChunk, PreparedEvent, SegmentBuilder, SegmentError, SegmentStats, encode_parquet,
 };
 use cairn_format::{Digest, OffsetRange, SignedManifest, SigningKey};
 use cairn_store::{StoreError, StoreWriter};
@@ -122,6 +123,10 @@ pub struct SegmentLimits {
     pub max_bytes: u64,
     /// Seal a non-empty segment once its first offset is this old (checked by `tick`).
     pub max_age: Option<Duration>,
+    /// Cut segments encoded at once, each on its own blocking thread, while the next one
+    /// fills (at least 1). One stream sealing a file on two cores keeps up with its parser
+    /// threads with 2 (issue 13); each adds one segment's columns and Parquet bytes in memory.
+    pub encoders: usize,
 }
 
 impl Default for SegmentLimits {
@@ -130,6 +135,7 @@ impl Default for SegmentLimits {
             max_events: 100_000,
             max_bytes: 64 * 1024 * 1024,
             max_age: Some(Duration::from_secs(300)),
+            encoders: 1,
         }
     }
 }
@@ -188,9 +194,10 @@ pub struct StreamSealer {
     /// This sealer's claim identity (random, lowercase hex; see `cairn_format::claim`).
     writer: String,
     pending: Option<Pending>,
-    /// The previous cut segment being encoded on a blocking thread while the next one fills.
-    /// It is written (Parquet, then manifest) before the next cut or on `flush`.
-    in_flight: Option<tokio::task::JoinHandle<Result<Encoded, SegmentError>>>,
+    /// Cut segments being encoded on blocking threads while the next one fills, oldest first
+    /// (at most [`SegmentLimits::encoders`]). They are written (Parquet, then manifest) in this order: the
+    /// oldest when another cut needs its place, when `tick` finds it done, or on `flush`.
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<Encoded, SegmentError>>>,
 }
 
 impl StreamSealer {
@@ -243,6 +250,69 @@ impl StreamSealer {
         p.builder.push_prepared(event);
         p.input_bytes += input_len as u64;
         self.after_push(offset).await
+    }
+
+    /// Adds rows `rows` of `chunk`, whose offsets must be consecutive and start at the next
+    /// offset; `input_lens[i]` is the raw size of row `rows.start + i`. The same as pushing the
+    /// rows one at a time with [`StreamSealer::push_prepared`] (segments are cut at the same
+    /// offsets), without handling each event on this thread.
+    pub async fn push_events(
+        &mut self,
+        chunk: &EventChunk,
+        rows: std::ops::Range<usize>,
+        input_lens: &[usize],
+    ) -> Result<Vec<SealedSegment>, SealError> {
+        assert_eq!(input_lens.len(), rows.len(), "one input length per row");
+        // Rows must continue the stream one offset at a time.
+        let start = rows.clone().next().map(|r| chunk.offset(r));
+        if let Some(r) = rows
+            .clone()
+            .find(|&r| Some(chunk.offset(r) - (r - rows.start) as i64) != start)
+        {
+            return Err(SealError::OffsetOrder {
+                stream: self.stream.to_string(),
+                expected: start.unwrap_or(0) + (r - rows.start) as i64,
+                got: chunk.offset(r),
+            });
+        }
+        let mut out = Vec::new();
+        let mut i = rows.start;
+        while i < rows.end {
+            let first = chunk.offset(i);
+            let (max_events, max_bytes) = (self.limits.max_events, self.limits.max_bytes);
+            let forced_last = self.forced_last;
+            let avail = rows.end - i;
+            let p = self.begin(first)?;
+            // The rows up to and including the one after which `after_push` cuts.
+            let n = match forced_last {
+                Some(l) if l >= first => ((l - first + 1) as usize).min(avail),
+                Some(_) => 1,
+                None => {
+                    let left = max_events.saturating_sub(p.builder.len()).max(1);
+                    let mut n = usize::try_from(left).unwrap_or(usize::MAX).min(avail);
+                    let mut bytes = p.input_bytes;
+                    for (k, len) in input_lens[i - rows.start..][..n].iter().enumerate() {
+                        bytes += *len as u64;
+                        if bytes >= max_bytes {
+                            n = k + 1;
+                            break;
+                        }
+                    }
+                    n
+                }
+            };
+            let last = chunk.offset(i + n - 1);
+            p.builder.push_chunk(chunk, i..i + n);
+            p.input_bytes += input_lens[i - rows.start..][..n]
+                .iter()
+                .map(|l| *l as u64)
+                .sum::<u64>();
+            p.last = last;
+            self.next_offset = Some(last + 1);
+            out.extend(self.after_push(last).await?);
+            i += n;
+        }
+        Ok(out)
     }
 
     /// Records that the input at `offset` was rejected (it is kept elsewhere: a rejects file,
@@ -337,8 +407,8 @@ impl StreamSealer {
     /// the open segment if it is older than `max_age` (so a quiet stream still seals).
     pub async fn tick(&mut self) -> Result<Vec<SealedSegment>, SealError> {
         let mut out = Vec::new();
-        if self.in_flight.as_ref().is_some_and(|t| t.is_finished()) {
-            out.extend(self.write_in_flight().await?);
+        while self.in_flight.front().is_some_and(|t| t.is_finished()) {
+            out.extend(self.write_oldest().await?);
         }
         match (&self.pending, self.limits.max_age) {
             (Some(p), Some(age)) if self.forced_last.is_none() && p.opened.elapsed() >= age => {
@@ -362,43 +432,55 @@ impl StreamSealer {
                 needed_last,
                 got_last: p.last,
             };
-            self.write_in_flight().await?;
+            while !self.in_flight.is_empty() {
+                self.write_oldest().await?;
+            }
             return Err(e);
         }
         if self.pending.is_some() {
             out.extend(self.cut().await?);
         }
-        out.extend(self.write_in_flight().await?);
+        while !self.in_flight.is_empty() {
+            out.extend(self.write_oldest().await?);
+        }
         Ok(out)
     }
 
-    /// Closes the open segment: writes the previous one (if still in flight) and starts
-    /// encoding this one in the background.
+    /// Closes the open segment: turns it into one Arrow batch here, writes the oldest segment
+    /// in flight if [`SegmentLimits::encoders`] are, and starts encoding this one in the
+    /// background.
     async fn cut(&mut self) -> Result<Option<SealedSegment>, SealError> {
         let Some(p) = self.pending.take() else {
             return Ok(None);
         };
         self.forced_last = None;
-        let written = self.write_in_flight().await?;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            let (batch, stats) = p.builder.finish()?;
-            let parquet = encode_parquet(&batch)?;
-            Ok(Encoded {
-                first: p.first,
-                last: p.last,
-                rejected: p.rejected,
-                absent: p.absent,
-                lost: p.lost,
-                stats,
-                parquet,
-                opened: p.opened,
-            })
-        }));
+        // On this thread, not the encoder's: concatenating a segment's chunks is a copy of all
+        // its columns, and the encoders are the pipeline's slowest stage.
+        let (batch, stats) = p.builder.finish()?;
+        let written = if self.in_flight.len() >= self.limits.encoders.max(1) {
+            self.write_oldest().await?
+        } else {
+            None
+        };
+        self.in_flight
+            .push_back(tokio::task::spawn_blocking(move || {
+                let parquet = encode_parquet(&batch)?;
+                Ok(Encoded {
+                    first: p.first,
+                    last: p.last,
+                    rejected: p.rejected,
+                    absent: p.absent,
+                    lost: p.lost,
+                    stats,
+                    parquet,
+                    opened: p.opened,
+                })
+            }));
         Ok(written)
     }
 
-    async fn write_in_flight(&mut self) -> Result<Option<SealedSegment>, SealError> {
-        let Some(task) = self.in_flight.take() else {
+    async fn write_oldest(&mut self) -> Result<Option<SealedSegment>, SealError> {
+        let Some(task) = self.in_flight.pop_front() else {
             return Ok(None);
         };
         let enc = task.await.expect("segment encoding task panicked")?;

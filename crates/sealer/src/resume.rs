@@ -1,6 +1,7 @@
 //! Opening a stream: where it resumes (after the newest manifest, or into a range a crash or
 //! another writer's claim left pending) and with which chain head.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use cairn_format::names::{
@@ -44,7 +45,7 @@ impl StreamSealer {
             forced_last: None,
             writer: id.iter().map(|b| format!("{b:02x}")).collect(),
             pending: None,
-            in_flight: None,
+            in_flight: VecDeque::new(),
         };
         if let Some((object, n)) = newest {
             sealer.resume_after(object, n).await?;

@@ -95,6 +95,7 @@ async fn a_quiet_stream_is_sealed_by_age() {
         max_events: 1000,
         max_bytes: u64::MAX,
         max_age: Some(Duration::from_millis(50)),
+        encoders: 1,
     };
     let mut s = StreamSealer::open(
         store.clone(),
@@ -149,6 +150,7 @@ async fn two_writers_of_one_stream_never_seal_different_ranges_from_one_offset()
                 max_events,
                 max_bytes: u64::MAX,
                 max_age: None,
+                encoders: 1,
             },
         )
     };
@@ -241,4 +243,153 @@ async fn two_writers_of_one_stream_never_seal_different_ranges_from_one_offset()
         })
     ));
     assert_eq!(open(5).await.unwrap().resume_offset(), Some(17));
+}
+
+/// Issue 13: `push_events` (runs of rows that parser threads built) must seal exactly what
+/// pushing the same events one at a time seals: the same cuts by count, by input bytes and at
+/// a claimed range's end, the same rejected offsets, roots and Parquet bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn runs_of_rows_seal_exactly_what_single_events_seal() {
+    use cairn_format::segment::ChunkBuilder;
+    type Sealed = (i64, i64, u64, Digest, Digest, Vec<OffsetRange>);
+    let rejected = |o: i64| [3, 17, 18, 29].contains(&o);
+    let len = |o: i64| 10 + (o % 4) as usize;
+    async fn run(
+        by_rows: bool,
+        rejected: impl Fn(i64) -> bool,
+        len: impl Fn(i64) -> usize,
+    ) -> Vec<Sealed> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = writer(&dir).await;
+        let stream = StreamId::new("runs", 0).unwrap();
+        let open = |max_events| {
+            let limits = SegmentLimits {
+                max_events,
+                max_bytes: 75,
+                max_age: None,
+                encoders: 2,
+            };
+            StreamSealer::open(
+                store.clone(),
+                SigningKey::from_seed([4; 32]),
+                stream.clone(),
+                limits,
+            )
+        };
+        let mut sealed = Vec::new();
+        let mut feed = async |s: &mut StreamSealer, lines: std::ops::RangeInclusive<i64>| {
+            let shared = Arc::new(s.stream.clone());
+            let lines: Vec<i64> = lines.collect();
+            for block in lines.chunks(9) {
+                let mut chunk = ChunkBuilder::new(&shared);
+                for &o in block.iter().filter(|o| !rejected(**o)) {
+                    chunk.push(o, &event(o)).unwrap();
+                }
+                let chunk = chunk.finish().unwrap();
+                let (mut row, mut lens) = (0, Vec::new());
+                for &o in block {
+                    if by_rows && !rejected(o) {
+                        sealed.extend(s.push_prepared(&prepared(s, o), len(o)).await.unwrap());
+                    } else if !rejected(o) {
+                        lens.push(len(o));
+                    } else {
+                        let run = row..row + lens.len();
+                        sealed.extend(s.push_events(&chunk, run, &lens).await.unwrap());
+                        row += lens.len();
+                        lens.clear();
+                        sealed.extend(s.push_rejected(o, len(o)).await.unwrap());
+                    }
+                }
+                let run = row..row + lens.len();
+                sealed.extend(s.push_events(&chunk, run, &lens).await.unwrap());
+            }
+            sealed.extend(s.flush().await.unwrap());
+        };
+        let mut s = open(7).await.unwrap();
+        feed(&mut s, 1..=40).await;
+        // A writer claimed 41..=52 and stopped: the range is sealed whole, whatever the limits.
+        store
+            .create(
+                &claim_name(&stream, 41),
+                Bytes::from(Claim::new(&stream, 41, 52, &"ef".repeat(16)).to_bytes()),
+            )
+            .await
+            .unwrap();
+        let mut s = open(4).await.unwrap();
+        feed(&mut s, 41..=58).await;
+        // Two encoders at once, yet written in order: one chain.
+        for w in sealed.windows(2) {
+            assert_eq!(
+                w[1].manifest.manifest.prev_manifest_sha256,
+                w[0].manifest.chain_hash()
+            );
+            assert_eq!(w[1].manifest.manifest.seq, w[0].manifest.manifest.seq + 1);
+        }
+        sealed
+            .iter()
+            .map(|x| {
+                let m = &x.manifest.manifest;
+                (
+                    m.first_offset,
+                    m.last_offset,
+                    m.event_count,
+                    m.merkle_root.clone(),
+                    m.parquet.sha256.clone(),
+                    m.rejected.clone(),
+                )
+            })
+            .collect()
+    }
+    let rows = run(true, rejected, len).await;
+    let runs = run(false, rejected, len).await;
+    // Cut by input bytes (1..=7: 6 events, 82 bytes), by both (8..=14), at the claimed end
+    // (41..=52, more than 4 events) and by count (53..=56).
+    let ranges: Vec<(i64, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(
+        ranges,
+        [
+            (1, 7),
+            (8, 14),
+            (15, 21),
+            (22, 28),
+            (29, 35),
+            (36, 40),
+            (41, 52),
+            (53, 56),
+            (57, 58)
+        ]
+    );
+    assert_eq!(runs, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_run_of_rows_with_a_gap_in_its_offsets_is_refused() {
+    use cairn_format::segment::ChunkBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let stream = StreamId::new("gap", 0).unwrap();
+    let mut s = StreamSealer::open(
+        writer(&dir).await,
+        SigningKey::from_seed([5; 32]),
+        stream.clone(),
+        SegmentLimits::default(),
+    )
+    .await
+    .unwrap();
+    let mut chunk = ChunkBuilder::new(&Arc::new(stream));
+    for o in [1, 2, 4] {
+        chunk.push(o, &event(o)).unwrap();
+    }
+    let chunk = chunk.finish().unwrap();
+    let e = s.push_events(&chunk, 0..3, &[1, 1, 1]).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SealError::OffsetOrder {
+                expected: 3,
+                got: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

@@ -106,6 +106,9 @@ impl Ingest {
                 max_events: self.cfg.segment.max_events,
                 max_bytes: self.cfg.segment.max_bytes,
                 max_age: Some(self.cfg.segment.max_age()),
+                // Partitions already encode in parallel; one each keeps memory per partition
+                // as it was.
+                encoders: 1,
             },
             handover: Mutex::new(Vec::new()),
             shutdown: self.shutdown.clone(),
