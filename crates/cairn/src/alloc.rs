@@ -10,8 +10,10 @@
 //! events) put 19% of `cairn seal`'s samples and 39% of `cairn verify`'s in the kernel's
 //! `clear_page_erms` under those faults, and `perf stat -e page-faults` counted 11,906 faults
 //! for a seal against 1,538 with purging off. The batch commands therefore keep freed memory
-//! for reuse and use 4 KiB pages: peak RSS falls (verify: ~230 → ~135 MiB) and system time
-//! stops swinging between 0.1 and 1 s (see the closing note of issue 13 for the runs). The
+//! for reuse and use 4 KiB pages. With purging off, 5 alternating runs each with and without
+//! huge pages (`MIMALLOC_ALLOW_THP=0`): `cairn verify` peak RSS 230–269 → 130–150 MiB and
+//! system time 0.04–0.68 → 0.10–0.13 s (median wall 0.51 → 0.59 s, within this machine's
+//! noise); `cairn seal` system time 0.55–0.96 → 0.32–0.37 s, median wall 2.93 → 2.74 s. The
 //! long-running services (`serve`, `ingest`) keep mimalloc's defaults, which return memory
 //! between bursts.
 
