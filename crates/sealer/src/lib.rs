@@ -195,8 +195,9 @@ pub struct StreamSealer {
     writer: String,
     pending: Option<Pending>,
     /// Cut segments being encoded on blocking threads while the next one fills, oldest first
-    /// (at most [`SegmentLimits::encoders`]). They are written (Parquet, then manifest) in this order: the
-    /// oldest when another cut needs its place, when `tick` finds it done, or on `flush`.
+    /// (at most [`SegmentLimits::encoders`]). They are written (Parquet, then manifest) in
+    /// this order: the oldest when another cut needs its place, when `tick` finds it done, or
+    /// on `flush`.
     in_flight: VecDeque<tokio::task::JoinHandle<Result<Encoded, SegmentError>>>,
 }
 
