@@ -20,7 +20,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::event::{AuditEvent, EventView, StreamId};
-use crate::leaf::{LeafError, event_leaf};
+use crate::leaf::{LeafError, event_leaf, view_leaf};
 use crate::merkle::{Hash, MerkleBuilder, leaf_hash};
 
 /// Rows per Parquet row group.
@@ -302,10 +302,11 @@ impl SegmentBuilder {
 
     /// Appends `event` at `offset`; offsets must be strictly increasing.
     pub fn push(&mut self, offset: i64, e: &AuditEvent) -> Result<(), LeafError> {
+        let v = e.view();
         self.leaf_buf.clear();
-        event_leaf(&self.stream, offset, e, &mut self.leaf_buf)?;
+        view_leaf(&self.stream, offset, &v, &mut self.leaf_buf)?;
         let hash = leaf_hash(&self.leaf_buf);
-        self.append(offset, e, hash);
+        self.append(offset, &v, hash);
         Ok(())
     }
 
@@ -313,7 +314,7 @@ impl SegmentBuilder {
     /// [`PreparedEvent::new`]. Panics if it was prepared for another stream.
     pub fn push_prepared(&mut self, p: &PreparedEvent) {
         assert_eq!(*p.stream, self.stream, "event prepared for another stream");
-        self.append(p.offset, &p.event, p.leaf_hash);
+        self.append(p.offset, &p.event.view(), p.leaf_hash);
     }
 
     /// Appends rows `rows` of `chunk` (offsets increasing past this segment's last). Panics if
@@ -364,11 +365,11 @@ impl SegmentBuilder {
         self.max_ts = Some(self.max_ts.map_or(t, |m| m.max(t)));
     }
 
-    fn append(&mut self, offset: i64, e: &AuditEvent, leaf: Hash) {
+    fn append(&mut self, offset: i64, e: &EventView<'_>, leaf: Hash) {
         self.check_offset(offset);
         self.merkle.push_leaf_hash(leaf);
-        self.columns.append(&self.stream, offset, &e.view());
-        self.stats(&e.tenant, e.occurred_at_us);
+        self.columns.append(&self.stream, offset, e);
+        self.stats(e.tenant, e.occurred_at_us);
         self.last_offset = Some(offset);
     }
 
